@@ -1,0 +1,1 @@
+"""The long-running controller daemon. Built in a later issue."""

@@ -1,0 +1,1 @@
+"""vmbundle: QEMU/KVM guests as ZFS bundles and SMF instances on illumos."""

@@ -1,0 +1,1 @@
+"""One module per outside tool; every command line vmbundle runs is spelled here."""

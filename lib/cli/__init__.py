@@ -1,0 +1,1 @@
+"""The vmbundle command line."""

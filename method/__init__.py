@@ -1,0 +1,1 @@
+"""What SMF runs for one guest (start, stop, refresh). Built in issue 4."""

@@ -6,7 +6,7 @@ setup:
 
 test: setup
 	.venv/bin/ruff check lib method controller tests
-	.venv/bin/mypy
+	scripts/typecheck
 	.venv/bin/python tests/guest/build.py
 	.venv/bin/pytest -q
 

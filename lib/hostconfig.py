@@ -1,0 +1,160 @@
+"""The host's configuration: /etc/vmbundle/vmbundle.toml, or $VMBUNDLE_CONFIG.
+
+Every key has a default, so a missing file means "all defaults"; a file that
+names an unknown key or holds a bad value is an error that names it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+from vmbundle.errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/vmbundle/vmbundle.toml")
+
+
+@attrs.frozen
+class HostConfig:
+    bundle_roots: tuple[str, ...] = ()
+    iso_dirs: tuple[Path, ...] = ()
+    run_dir: Path = Path("/var/run/vmbundle")
+    qemu_binary: str = "qemu-system-x86_64"
+    qemu_img: str = "qemu-img"
+    accelerator: str = "auto"
+    display_first: int = 0
+    display_last: int = 99
+    vnc_listen: str = "127.0.0.1"
+    source: Path | None = None
+
+
+# section -> key -> (HostConfig attribute, checker)
+def _str_list(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise ValueError("must be a list of non-empty strings")
+    return tuple(v)
+
+
+def _abs_dirs(v: Any) -> tuple[Path, ...]:
+    items = _str_list(v)
+    if not all(x.startswith("/") for x in items):
+        raise ValueError("must be a list of absolute paths")
+    return tuple(Path(x) for x in items)
+
+
+def _roots(v: Any) -> tuple[str, ...]:
+    items = _str_list(v)
+    for x in items:
+        if ".." in x.split("/"):
+            raise ValueError(f"{x!r} must not contain '..'")
+    return items
+
+
+def _abs_path(v: Any) -> Path:
+    if not isinstance(v, str) or not v.startswith("/"):
+        raise ValueError("must be an absolute path")
+    return Path(v)
+
+
+def _command(v: Any) -> str:
+    if not isinstance(v, str) or not v or any(c.isspace() for c in v):
+        raise ValueError("must be a command name or path without spaces")
+    return v
+
+
+def _accel(v: Any) -> str:
+    if v not in ("auto", "kvm", "tcg"):
+        raise ValueError("must be auto, kvm or tcg")
+    return str(v)
+
+
+def _display(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 99:
+        raise ValueError("must be a display number from 0 to 99 (TCP port 5900 to 5999)")
+    return v
+
+
+def _address(v: Any) -> str:
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        raise ValueError("must be an IP address like 127.0.0.1") from None
+    return str(v)
+
+
+_Checker = Callable[[Any], Any]
+_SCHEMA: dict[str, dict[str, tuple[str, _Checker]]] = {
+    "bundles": {"roots": ("bundle_roots", _roots), "iso_dirs": ("iso_dirs", _abs_dirs)},
+    "run": {"dir": ("run_dir", _abs_path)},
+    "qemu": {
+        "binary": ("qemu_binary", _command),
+        "img": ("qemu_img", _command),
+        "accelerator": ("accelerator", _accel),
+    },
+    "display": {
+        "first": ("display_first", _display),
+        "last": ("display_last", _display),
+        "listen": ("vnc_listen", _address),
+    },
+}
+
+
+def _unknown(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return (
+        f"unknown key; did you mean {close[0]!r}?"
+        if close
+        else f"unknown key; known: {', '.join(known)}"
+    )
+
+
+def parse(doc: dict[str, Any], source: Path | None) -> HostConfig:
+    where = str(source) if source else "configuration"
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for section, body in doc.items():
+        if section not in _SCHEMA:
+            problems.append(f"{where}: [{section}]: {_unknown(section, list(_SCHEMA))}")
+            continue
+        if not isinstance(body, dict):
+            problems.append(f"{where}: {section}: must be a table ([{section}])")
+            continue
+        keys = _SCHEMA[section]
+        for key, value in body.items():
+            if key not in keys:
+                problems.append(f"{where}: {section}.{key}: {_unknown(key, list(keys))}")
+                continue
+            attr, check = keys[key]
+            try:
+                values[attr] = check(value)
+            except ValueError as exc:
+                problems.append(f"{where}: {section}.{key}: {exc}")
+    cfg = HostConfig(**values, source=source)
+    if not problems and cfg.display_first > cfg.display_last:
+        problems.append(f"{where}: display.first: must not be above display.last")
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load(path: Path | None = None) -> HostConfig:
+    """The host configuration from path, $VMBUNDLE_CONFIG or the default file."""
+    if path is None:
+        env = os.environ.get("VMBUNDLE_CONFIG")
+        path = Path(env) if env else DEFAULT_PATH
+        if not env and not path.exists():
+            return HostConfig()
+    try:
+        with path.open("rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such configuration file"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse(doc, path)

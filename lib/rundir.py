@@ -1,0 +1,66 @@
+"""The run directory: what belongs to one boot of a guest, never to its bundle.
+
+`<run_dir>/<name>/` holds QEMU's pid file, its two QMP monitors, the serial
+console, the private VNC socket for the web console and a small state file.
+Tests and devhosts point run_dir elsewhere, so every path derives from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+# QEMU refuses UNIX socket paths of 108 bytes or more (sun_path).
+MAX_SOCKET_PATH = 107
+
+
+@attrs.frozen
+class RunPaths:
+    dir: Path
+
+    @classmethod
+    def for_guest(cls, run_dir: Path, name: str) -> RunPaths:
+        return cls(run_dir / name)
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "qemu.pid"
+
+    @property
+    def controller_qmp(self) -> Path:
+        """Held open by the controller for events and the web's requests."""
+        return self.dir / "controller.qmp"
+
+    @property
+    def control_qmp(self) -> Path:
+        """Short sessions by the methods and the CLI, one at a time under control_lock."""
+        return self.dir / "control.qmp"
+
+    @property
+    def control_lock(self) -> Path:
+        return self.dir / "control.lock"
+
+    @property
+    def serial(self) -> Path:
+        return self.dir / "console.sock"
+
+    @property
+    def vnc_socket(self) -> Path:
+        """The web console's private VNC server (modern QEMU only)."""
+        return self.dir / "vnc.sock"
+
+    @property
+    def vnc_password(self) -> Path:
+        """The VNC password, read by QEMU at start (mode 0600), never on its command line."""
+        return self.dir / "vnc-password"
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "state.json"
+
+    def sockets(self) -> tuple[Path, ...]:
+        return (self.controller_qmp, self.control_qmp, self.serial, self.vnc_socket)
+
+    def too_long(self) -> list[Path]:
+        return [p for p in self.sockets() if len(str(p).encode()) > MAX_SOCKET_PATH]

@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any
 
 import attrs
+
 from vmbundle.fields import Invalid, ListOf, Obj, is_required, kind_of
 from vmbundle.model import SCHEMA_VERSION, Cdrom, Disk, Nic, VmConfig
 

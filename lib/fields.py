@@ -12,6 +12,7 @@ import re
 from typing import Any, Protocol
 
 import attrs
+
 from vmbundle.units import format_size, parse_size
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
 from vmbundle.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/vmbundle/vmbundle.toml")

@@ -8,6 +8,7 @@ prints them as a JSON Schema. Sizes are held in bytes.
 from __future__ import annotations
 
 import attrs
+
 from vmbundle.fields import (
     Bool,
     Choice,

@@ -1,0 +1,170 @@
+"""create and destroy: a bundle's whole life on disk."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from pathlib import Path
+
+import attrs
+
+from vmbundle import bundle, config, storage
+from vmbundle.adapters import qemu_img
+from vmbundle.cli.common import host_config
+from vmbundle.config import ConfigProblems
+from vmbundle.errors import ConfigError, UsageError, VmbundleError
+from vmbundle.guest_process import running_pid
+from vmbundle.host import HostMeans
+from vmbundle.hostconfig import HostConfig
+from vmbundle.launch import with_macs
+from vmbundle.model import Cdrom, Disk, Nic, NicBackend, VmConfig, Vnc
+from vmbundle.rundir import RunPaths
+from vmbundle.units import parse_size
+
+
+def _options(spec: str, what: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    head, *rest = spec.split(",")
+    opts = {}
+    for item in rest:
+        key, sep, value = item.partition("=")
+        if not sep or key not in allowed:
+            raise UsageError(
+                f"{what} {spec!r}: unknown option {item!r}; known: {', '.join(allowed)}"
+            )
+        opts[key] = value
+    return head, opts
+
+
+def _size(text: str, what: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise UsageError(f"{what}: must be a size like 20G, got {text!r}") from None
+
+
+def parse_disk(spec: str, index: int) -> Disk:
+    head, opts = _options(spec, "--disk", ("bus", "format", "cache"))
+    fmt = opts.get("format", "qcow2")
+    ext = "qcow2" if fmt == "qcow2" else "img"
+    return Disk(
+        id=f"disk{index}",
+        file=f"disk{index}.{ext}",
+        size=_size(head, "--disk"),
+        format=fmt,
+        bus=opts.get("bus", "virtio"),
+        cache=opts.get("cache", "writeback"),
+    )
+
+
+def parse_nic(spec: str, index: int) -> Nic:
+    head, opts = _options(spec, "--nic", ("model",))
+    kind, _, name = head.partition(":")
+    return Nic(
+        id=f"net{index}",
+        model=opts.get("model", "virtio"),
+        backend=NicBackend(type=kind, name=name or None),
+    )
+
+
+def _iso_value(path: str) -> str:
+    return path if path.startswith("/") else str(Path(path).absolute())
+
+
+def config_from_args(args: argparse.Namespace) -> VmConfig:
+    disks = tuple(parse_disk(s, i) for i, s in enumerate(args.disk))
+    cdroms = [Cdrom(id=f"cd{i}", iso=_iso_value(p)) for i, p in enumerate(args.iso)]
+    if args.cdrom:
+        cdroms.append(Cdrom(id=f"cd{len(cdroms)}"))
+    cfg = VmConfig(
+        schema_version=1,
+        name=args.name,
+        uuid=str(uuid.uuid4()),
+        ram=_size(args.ram, "--ram"),
+        vcpus=args.vcpus,
+        description=args.description,
+        machine=args.machine,
+        cpu=args.cpu,
+        disks=disks,
+        cdroms=tuple(cdroms),
+        nics=tuple(parse_nic(s, i) for i, s in enumerate(args.nic)),
+        boot_once=args.boot_once,
+        vnc=Vnc(enabled=not args.no_vnc),
+    )
+    order = (
+        args.boot.split(",")
+        if args.boot
+        else [d.id for d in cfg.disks] + [c.id for c in cfg.cdroms]
+    )
+    unknown = [x for x in order if x not in cfg.device_ids()]
+    if unknown:
+        raise UsageError(
+            f"{args.name}: --boot: no device {unknown[0]!r}; devices: {', '.join(cfg.device_ids())}"
+        )
+    rank = {dev: i for i, dev in enumerate(order)}
+    return with_macs(
+        attrs.evolve(
+            cfg,
+            disks=tuple(attrs.evolve(d, boot_index=rank.get(d.id)) for d in cfg.disks),
+            cdroms=tuple(attrs.evolve(c, boot_index=rank.get(c.id)) for c in cfg.cdroms),
+            nics=tuple(attrs.evolve(n, boot_index=rank.get(n.id)) for n in cfg.nics),
+        )
+    )
+
+
+def _checked(cfg: VmConfig, host: HostConfig) -> VmConfig:
+    """cfg as `validate` would take it, before anything exists on disk."""
+    try:
+        checked = config.structure(config.unstructure(cfg))
+    except ConfigProblems as exc:
+        raise ConfigError([p.line(cfg.name) for p in exc.problems]) from None
+    problems = bundle.check_host_means(checked, HostMeans.of_this_host())
+    # The disks do not exist yet; the ISOs must.
+    problems += bundle.check_bundle_files(
+        attrs.evolve(checked, disks=()), Path("/nonexistent"), host
+    )
+    if problems:
+        raise ConfigError([p.line(cfg.name) for p in problems])
+    return checked
+
+
+def _root(host: HostConfig, given: str | None) -> storage.BundleRoot:
+    spec = given or (host.bundle_roots[0] if host.bundle_roots else None)
+    if spec is None:
+        raise UsageError(
+            "no bundle root: give --root, or set bundles.roots in the host configuration"
+        )
+    return storage.resolve_root(spec)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    host = host_config(args)
+    cfg = _checked(config_from_args(args), host)
+    root = _root(host, args.root)
+    path = storage.create_bundle_dir(root, cfg.name)
+    try:
+        for disk in cfg.disks:
+            qemu_img.create(path / disk.file, disk.format, disk.size, binary=host.qemu_img)
+        bundle.save(path, cfg)
+        bundle.load(path, host)
+    except BaseException:
+        storage.destroy_bundle_dir(root, cfg.name)
+        raise
+    where = f"dataset {root.dataset}/{cfg.name}" if root.dataset else "directory"
+    print(f"{cfg.name}: created at {path} ({where})")
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    host = host_config(args)
+    path = bundle.locate(host, args.guest)
+    name = path.name
+    if not args.yes:
+        raise UsageError(f"{name}: destroy deletes the bundle and every disk in it; add --yes")
+    pid = running_pid(RunPaths.for_guest(host.run_dir, name))
+    if pid is not None:
+        raise VmbundleError(f"{name}: running (QEMU pid {pid}); stop it first")
+    root = storage.resolve_root(str(path.parent))
+    storage.destroy_bundle_dir(root, name)
+    print(f"{name}: destroyed", file=sys.stderr)
+    return 0

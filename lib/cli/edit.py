@@ -1,0 +1,101 @@
+"""Commands that change vm.json: set, iso attach|detach. Each change is checked as a
+whole before the file is replaced (atomically), so a bad edit changes nothing."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from vmbundle import bundle, config
+from vmbundle.bundle import Bundle
+from vmbundle.cli.common import host_config, load_guest
+from vmbundle.config import ConfigProblems
+from vmbundle.errors import ConfigError, UsageError
+from vmbundle.fields import Invalid
+from vmbundle.hostconfig import HostConfig
+from vmbundle.model import Cdrom, VmConfig
+
+
+def store(b: Bundle, cfg: VmConfig, host: HostConfig) -> Bundle:
+    """Check cfg as `validate` would, then write it; ConfigError leaves vm.json as it was."""
+    doc = config.unstructure(cfg)
+    return store_document(b.path, doc, host)
+
+
+def store_document(path: Path, doc: dict[str, Any], host: HostConfig) -> Bundle:
+    try:
+        cfg = config.structure(doc)
+    except ConfigProblems as exc:
+        raise ConfigError([p.line(path.name) for p in exc.problems]) from None
+    problems = bundle.check_host_means(cfg, bundle.HostMeans.of_this_host())
+    problems += bundle.check_bundle_files(cfg, path, host)
+    if problems:
+        raise ConfigError([p.line(cfg.name) for p in problems])
+    bundle.save(path, cfg)
+    return Bundle(path, cfg)
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    host = host_config(args)
+    path = bundle.locate(host, args.guest)
+    # The file may be invalid now: set is how an operator repairs it, so start
+    # from the JSON document rather than from a checked config.
+    doc = bundle.read_document(path)
+    for assignment in args.assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{path.name}: {assignment!r}: write KEY=VALUE, like ram=4G")
+        try:
+            doc = config.set_key(doc, key, value)
+        except Invalid as exc:
+            raise ConfigError([f"{path.name}: {exc}"]) from None
+    b = store_document(path, doc, host)
+    print(f"{b.name}: saved")
+    return 0
+
+
+def _find_cdrom(cfg: VmConfig, drive: str | None) -> int | None:
+    for i, cd in enumerate(cfg.cdroms):
+        if drive is None or cd.id == drive:
+            return i
+    return None
+
+
+def _next_id(cfg: VmConfig, prefix: str) -> str:
+    taken = set(cfg.device_ids())
+    n = 0
+    while f"{prefix}{n}" in taken:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def cmd_iso(args: argparse.Namespace) -> int:
+    host = host_config(args)
+    b = load_guest(args, host)
+    cfg = b.config
+    index = _find_cdrom(cfg, args.drive)
+    if args.iso_command == "attach":
+        iso = args.iso if args.iso.startswith("/") else str(Path(args.iso).absolute())
+        if Path(iso).is_relative_to(b.path):
+            iso = str(Path(iso).relative_to(b.path))  # an ISO directory's file stays absolute
+        if index is None:
+            if args.drive is not None and args.drive in cfg.device_ids():
+                raise UsageError(f"{b.name}: {args.drive} is not a CD-ROM drive")
+            new = Cdrom(id=args.drive or _next_id(cfg, "cd"), iso=iso)
+            cdroms = (*cfg.cdroms, new)
+        else:
+            cdroms = tuple(
+                attrs.evolve(cd, iso=iso) if i == index else cd for i, cd in enumerate(cfg.cdroms)
+            )
+    else:
+        if index is None:
+            raise UsageError(f"{b.name}: no CD-ROM drive {args.drive or ''}".rstrip())
+        cdroms = tuple(
+            attrs.evolve(cd, iso=None) if i == index else cd for i, cd in enumerate(cfg.cdroms)
+        )
+    store(b, attrs.evolve(cfg, cdroms=cdroms), host)
+    print(f"{b.name}: saved; a running guest sees it at its next start")
+    return 0

@@ -1,0 +1,98 @@
+"""Commands that only read: show, validate, schema, qemu-argv."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+from vmbundle import bundle, config, display
+from vmbundle.cli.common import host_config, load_guest
+from vmbundle.errors import ConfigError
+from vmbundle.model import VmConfig
+from vmbundle.units import format_size
+
+
+def _describe(cfg: VmConfig, path: str) -> list[str]:
+    lines = [f"{cfg.name}  uuid {cfg.uuid}", f"  bundle       {path}"]
+    if cfg.description:
+        lines.append(f"  description  {cfg.description}")
+    lines.append(
+        f"  machine      {cfg.machine}, cpu {cfg.cpu}, {cfg.vcpus} vCPU, {format_size(cfg.ram)} RAM"
+    )
+    for d in cfg.disks:
+        boot = f"  boot {d.boot_index}" if d.boot_index is not None else ""
+        lines.append(
+            f"  disk {d.id:<8} {d.bus:<6} {d.format:<5} {format_size(d.size):>6}  {d.file}  cache={d.cache}{boot}"
+        )
+    for c in cfg.cdroms:
+        boot = f"  boot {c.boot_index}" if c.boot_index is not None else ""
+        lines.append(f"  cdrom {c.id:<7} {c.bus:<6} {c.iso or '(empty)'}{boot}")
+    for n in cfg.nics:
+        target = n.backend.type + (f":{n.backend.name}" if n.backend.name else "")
+        boot = f"  boot {n.boot_index}" if n.boot_index is not None else ""
+        lines.append(
+            f"  nic {n.id:<9} {n.model:<6} {n.mac or '(mac at first start)'}  {target}{boot}"
+        )
+    if cfg.boot_once:
+        lines.append(f"  boot once    {cfg.boot_once}")
+    vnc = "off" if not cfg.vnc.enabled else ("on, password set" if cfg.vnc.password else "on")
+    lines.append(f"  vnc          {vnc}")
+    lines.append(
+        f"  stop         ACPI, then quit after {cfg.stop_timeout}s; "
+        f"on_poweroff={cfg.on_poweroff} on_reboot={cfg.on_reboot} on_crash={cfg.on_crash}"
+    )
+    lines.append(f"  autostart    {'yes' if cfg.autostart else 'no'}")
+    return lines
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    host = host_config(args)
+    b = load_guest(args, host)
+    if args.json:
+        doc = {"path": str(b.path), "config": config.unstructure(b.config)}
+        print(json.dumps(doc, indent=2))
+    else:
+        print("\n".join(_describe(b.config, str(b.path))))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    host = host_config(args)
+    path = bundle.locate(host, args.guest)
+    try:
+        b = bundle.load(path, host)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    print(f"{b.name}: valid")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(config.json_schema(), indent=2))
+    return 0
+
+
+def cmd_qemu_argv(args: argparse.Namespace) -> int:
+    from vmbundle import launch
+
+    host = host_config(args)
+    b = load_guest(args, host)
+    number = args.display
+    if number is None and b.config.vnc.enabled:
+        taken = display.held(host.run_dir)
+        free = [n for n in range(host.display_first, host.display_last + 1) if n not in taken]
+        number = free[0] if free else host.display_first
+    for i, nic in enumerate(b.config.nics):
+        if nic.mac is None:
+            print(
+                f"{b.name}: nics[{i}].mac: not chosen yet; shown with a placeholder, "
+                "the first start generates one and keeps it",
+                file=sys.stderr,
+            )
+    argv = launch.command_line(launch.Bundle(b.path, launch.with_macs(b.config)), host, number)
+    print(shlex.join(argv))
+    return 0

@@ -1,0 +1,148 @@
+"""`vmbundle`: the operator's command. Each subcommand lives in a small module and
+is imported only when it runs, so the command starts quickly."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from vmbundle.errors import VmbundleError
+
+# subcommand -> (module in vmbundle.cli, function)
+_COMMANDS = {
+    "create": ("create", "cmd_create"),
+    "destroy": ("create", "cmd_destroy"),
+    "show": ("inspect", "cmd_show"),
+    "validate": ("inspect", "cmd_validate"),
+    "schema": ("inspect", "cmd_schema"),
+    "qemu-argv": ("inspect", "cmd_qemu_argv"),
+    "set": ("edit", "cmd_set"),
+    "disk": ("disks", "cmd_disk"),
+    "iso": ("edit", "cmd_iso"),
+    "run": ("run", "cmd_run"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vmbundle", description="Guests as ZFS bundles and SMF instances."
+    )
+    p.add_argument(
+        "--config",
+        help="host configuration file (default $VMBUNDLE_CONFIG or /etc/vmbundle/vmbundle.toml)",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("create", help="make a new bundle: vm.json and its disks")
+    c.add_argument("name")
+    c.add_argument("--root", help="bundle root (a configured root, a dataset or a directory)")
+    c.add_argument("--ram", required=True, help="memory, like 2G")
+    c.add_argument("--vcpus", required=True, type=int)
+    c.add_argument(
+        "--disk",
+        action="append",
+        default=[],
+        metavar="SIZE[,bus=B][,format=F][,cache=C]",
+        help="add a disk (repeatable)",
+    )
+    c.add_argument(
+        "--iso",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="add a CD-ROM with this ISO (repeatable)",
+    )
+    c.add_argument("--cdrom", action="store_true", help="add an empty CD-ROM drive")
+    c.add_argument(
+        "--nic",
+        action="append",
+        default=[],
+        metavar="user|vnic:L|tap:L|bridge:L[,model=M]",
+        help="add a NIC (repeatable)",
+    )
+    c.add_argument(
+        "--boot", metavar="ID,ID...", help="boot order by device id (default: disks, then CD-ROMs)"
+    )
+    c.add_argument(
+        "--boot-once", metavar="ID", help="boot this device first on the next start only"
+    )
+    c.add_argument("--machine", default="pc")
+    c.add_argument("--cpu", default="qemu64")
+    c.add_argument("--description", default="")
+    c.add_argument("--no-vnc", action="store_true", help="no VNC display")
+
+    d = sub.add_parser("destroy", help="delete a stopped guest's bundle and disks")
+    d.add_argument("guest")
+    d.add_argument("--yes", action="store_true", help="really delete it")
+
+    s = sub.add_parser("show", help="a guest's configuration")
+    s.add_argument("guest")
+    s.add_argument("--json", action="store_true")
+
+    v = sub.add_parser("validate", help="check a bundle; exit 1 with one line per problem")
+    v.add_argument("guest")
+
+    sub.add_parser("schema", help="print the JSON Schema of vm.json")
+
+    q = sub.add_parser("qemu-argv", help="print the exact QEMU command line for a guest")
+    q.add_argument("guest")
+    q.add_argument(
+        "--display", type=int, help="VNC display number to show (default: the next free one)"
+    )
+
+    st = sub.add_parser("set", help="change vm.json keys, like ram=4G or disks.disk0.cache=none")
+    st.add_argument("guest")
+    st.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+
+    dk = sub.add_parser("disk", help="add or resize a disk")
+    dsub = dk.add_subparsers(dest="disk_command", required=True, metavar="add|resize")
+    da = dsub.add_parser("add", help="add a disk (a new image, or a copy of --from IMAGE)")
+    da.add_argument("guest")
+    da.add_argument("size", nargs="?", help="size, like 20G (default with --from: the image's)")
+    da.add_argument(
+        "--from", dest="source", metavar="IMAGE", help="convert this image into the bundle"
+    )
+    da.add_argument("--bus", default="virtio")
+    da.add_argument("--format", default="qcow2")
+    da.add_argument("--cache", default="writeback")
+    dr = dsub.add_parser("resize", help="grow a disk (live when the guest runs)")
+    dr.add_argument("guest")
+    dr.add_argument("disk", help="disk id, like disk0")
+    dr.add_argument("size", help="new size, like 40G")
+    dr.add_argument(
+        "--allow-shrink", action="store_true", help="allow a smaller size (loses data at the end)"
+    )
+
+    i = sub.add_parser("iso", help="put an ISO in a CD-ROM drive, or take it out")
+    isub = i.add_subparsers(dest="iso_command", required=True, metavar="attach|detach")
+    ia = isub.add_parser("attach")
+    ia.add_argument("guest")
+    ia.add_argument("iso")
+    ia.add_argument("--drive", help="CD-ROM id (default: the first; one is added if there is none)")
+    idt = isub.add_parser("detach")
+    idt.add_argument("guest")
+    idt.add_argument("--drive", help="CD-ROM id (default: the first)")
+
+    r = sub.add_parser("run", help="boot a guest in the foreground (debugging, demos)")
+    r.add_argument("guest")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    module, func = _COMMANDS[args.command]
+    try:
+        handler = getattr(importlib.import_module(f"vmbundle.cli.{module}"), func)
+        code: int = handler(args)
+    except VmbundleError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -146,7 +146,7 @@ def _inside(path: Path, top: Path) -> bool:
 def _bundle_file(bundle_real: Path, rel: str, where: str) -> tuple[Path | None, Problem | None]:
     """The real path of a file named relative to the bundle, if it stays inside."""
     parts = Path(rel).parts
-    if not rel or Path(rel).is_absolute() or ".." in parts:
+    if not parts or Path(rel).is_absolute() or ".." in parts or rel.endswith("/"):
         return None, Problem(where, f"{rel!r} must be a path inside the bundle, like disk0.qcow2")
     real = Path(os.path.realpath(bundle_real / rel))
     if not _inside(real, bundle_real):

@@ -59,10 +59,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from vmbundle import launch
+
     host = host_config(args)
     path = bundle.locate(host, args.guest)
     try:
         b = bundle.load(path, host)
+        # What only the QEMU command line can tell (a feature this QEMU lacks).
+        launch.command_line(launch.Bundle(b.path, launch.with_macs(b.config)), host, host.display_first)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)

@@ -38,14 +38,22 @@ def test_bad_bundle_is_refused_and_left_alone(case: Case, host: Path, tmp_path: 
     before = fingerprint(tmp_path / "root"), fingerprint(tmp_path / "outside")
     expect = case.expect.format(name=case.name)
 
-    validate = subprocess.run([VMBUNDLE, "--config", str(host), "validate", str(bundle)],
-                              capture_output=True, text=True, timeout=60)
+    validate = subprocess.run(
+        [VMBUNDLE, "--config", str(host), "validate", str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert validate.returncode == 1, validate.stderr
     assert expect in validate.stderr
     assert validate.stdout == ""
 
-    run = subprocess.run([VMBUNDLE, "--config", str(host), "run", str(bundle)],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [VMBUNDLE, "--config", str(host), "run", str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 96, run.stderr
     assert expect in run.stderr
     assert not (tmp_path / "run" / case.name).exists()

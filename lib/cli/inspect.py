@@ -66,7 +66,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         b = bundle.load(path, host)
         # What only the QEMU command line can tell (a feature this QEMU lacks).
-        launch.command_line(launch.Bundle(b.path, launch.with_macs(b.config)), host, host.display_first)
+        launch.command_line(
+            launch.Bundle(b.path, launch.with_macs(b.config)), host, host.display_first
+        )
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)

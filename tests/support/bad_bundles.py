@@ -73,29 +73,66 @@ def _symlink_disk_outside(bundle: Path, outside: Path) -> None:
 def _backing_outside(bundle: Path, outside: Path) -> None:
     qemu_img("create", "-f", "qcow2", str(outside / "base.qcow2"), "64M")
     (bundle / "disk0.qcow2").unlink()
-    qemu_img("create", "-f", "qcow2", "-b", str(outside / "base.qcow2"), "-F", "qcow2",
-             str(bundle / "disk0.qcow2"))
+    qemu_img(
+        "create",
+        "-f",
+        "qcow2",
+        "-b",
+        str(outside / "base.qcow2"),
+        "-F",
+        "qcow2",
+        str(bundle / "disk0.qcow2"),
+    )
 
 
 def _backing_relative_escape(bundle: Path, outside: Path) -> None:
     qemu_img("create", "-f", "qcow2", str(bundle.parent / "shared-base.qcow2"), "64M")
     (bundle / "disk0.qcow2").unlink()
-    qemu_img("create", "-f", "qcow2", "-b", "../shared-base.qcow2", "-F", "qcow2",
-             str(bundle / "disk0.qcow2"))
+    qemu_img(
+        "create",
+        "-f",
+        "qcow2",
+        "-b",
+        "../shared-base.qcow2",
+        "-F",
+        "qcow2",
+        str(bundle / "disk0.qcow2"),
+    )
 
 
 def _backing_json(bundle: Path, outside: Path) -> None:
     qemu_img("create", "-f", "qcow2", str(outside / "base.qcow2"), "64M")
     (bundle / "disk0.qcow2").unlink()
-    target = 'json:{"driver": "qcow2", "file": {"driver": "file", "filename": "%s"}}' % (outside / "base.qcow2")
-    qemu_img("create", "-f", "qcow2", "-u", "-b", target, "-F", "qcow2", str(bundle / "disk0.qcow2"), "64M")
+    target = 'json:{"driver": "qcow2", "file": {"driver": "file", "filename": "%s"}}' % (
+        outside / "base.qcow2"
+    )
+    qemu_img(
+        "create",
+        "-f",
+        "qcow2",
+        "-u",
+        "-b",
+        target,
+        "-F",
+        "qcow2",
+        str(bundle / "disk0.qcow2"),
+        "64M",
+    )
 
 
 def _backing_missing(bundle: Path, outside: Path) -> None:
     qemu_img("create", "-f", "qcow2", str(bundle / "base.qcow2"), "64M")
     (bundle / "disk0.qcow2").unlink()
-    qemu_img("create", "-f", "qcow2", "-b", str(bundle / "base.qcow2"), "-F", "qcow2",
-             str(bundle / "disk0.qcow2"))
+    qemu_img(
+        "create",
+        "-f",
+        "qcow2",
+        "-b",
+        str(bundle / "base.qcow2"),
+        "-F",
+        "qcow2",
+        str(bundle / "disk0.qcow2"),
+    )
     (bundle / "base.qcow2").unlink()
 
 
@@ -146,10 +183,14 @@ def _make_disk1(bundle: Path, outside: Path) -> None:
 CASES = [
     Case("not_json", "{name}: vm.json is not valid JSON", raw=b'{"name": '),
     Case("not_object", "{name}: vm.json must hold a JSON object", raw=b"[]"),
-    Case("duplicate_key", 'appears twice', raw=b'{"vcpus": 1, "vcpus": 2}'),
+    Case("duplicate_key", "appears twice", raw=b'{"vcpus": 1, "vcpus": 2}'),
     Case("too_large", "vm.json is larger than 1048576 bytes", raw=b" " * (1 << 20) + b"{}"),
     Case("unknown_key", "{name}: vcpu: unknown key; did you mean 'vcpus'?", _edit(vcpu=2)),
-    Case("missing_uuid", "{name}: uuid: is missing; add it", lambda d: {k: v for k, v in d.items() if k != "uuid"}),
+    Case(
+        "missing_uuid",
+        "{name}: uuid: is missing; add it",
+        lambda d: {k: v for k, v in d.items() if k != "uuid"},
+    ),
     Case("bad_name", "name: must be a name like web01", _edit(name="1web")),
     Case("name_mismatch", "name: is 'other' but the bundle is named", _edit(name="other")),
     Case("newer_schema", "upgrade vmbundle", _edit(schema_version=2)),
@@ -158,28 +199,98 @@ CASES = [
     Case("ram_beyond_host", "{name}: ram: 4T is more than this host's memory", _edit(ram="4T")),
     Case("vcpus_zero", "{name}: vcpus: must be from 1 to 255, got 0", _edit(vcpus=0)),
     Case("vcpus_beyond_host", "{name}: vcpus: 255 is more than this host's", _edit(vcpus=255)),
-    Case("stop_timeout_zero", "{name}: stop_timeout: must be from 1 to 600, got 0", _edit(stop_timeout=0)),
-    Case("disk_absolute", "{name}: disks[0].file: '/etc/passwd' must be a path inside the bundle", _disk(file="/etc/passwd")),
-    Case("disk_dotdot", "{name}: disks[0].file: '../x.qcow2' must be a path inside the bundle", _disk(file="../x.qcow2")),
-    Case("disk_symlink_outside", "{name}: disks[0].file: 'disk0.qcow2' leads outside the bundle", setup=_symlink_disk_outside),
-    Case("disk_missing", "{name}: disks[0].file: 'disk0.qcow2' does not exist in the bundle", setup=_no_disk_file),
-    Case("disk_is_directory", "{name}: disks[0].file: 'disk0.qcow2' is not a regular file", setup=_disk_is_directory),
-    Case("disk_format_mismatch", "{name}: disks[0].format: says raw but the image is qcow2", _disk(format="raw")),
-    Case("disk_size_mismatch", "{name}: disks[0].size: says 1G but the image holds 67108864 bytes", _disk(size="1G")),
-    Case("disk_bad_bus", "{name}: disks[0].bus: must be one of virtio|scsi|sata|ide", _disk(bus="usb")),
-    Case("disk_newline_in_file", "{name}: disks[0].file: must not contain control characters", _disk(file="a\nb.qcow2")),
+    Case(
+        "stop_timeout_zero",
+        "{name}: stop_timeout: must be from 1 to 600, got 0",
+        _edit(stop_timeout=0),
+    ),
+    Case(
+        "disk_absolute",
+        "{name}: disks[0].file: '/etc/passwd' must be a path inside the bundle",
+        _disk(file="/etc/passwd"),
+    ),
+    Case(
+        "disk_dotdot",
+        "{name}: disks[0].file: '../x.qcow2' must be a path inside the bundle",
+        _disk(file="../x.qcow2"),
+    ),
+    Case(
+        "disk_symlink_outside",
+        "{name}: disks[0].file: 'disk0.qcow2' leads outside the bundle",
+        setup=_symlink_disk_outside,
+    ),
+    Case(
+        "disk_missing",
+        "{name}: disks[0].file: 'disk0.qcow2' does not exist in the bundle",
+        setup=_no_disk_file,
+    ),
+    Case(
+        "disk_is_directory",
+        "{name}: disks[0].file: 'disk0.qcow2' is not a regular file",
+        setup=_disk_is_directory,
+    ),
+    Case(
+        "disk_format_mismatch",
+        "{name}: disks[0].format: says raw but the image is qcow2",
+        _disk(format="raw"),
+    ),
+    Case(
+        "disk_size_mismatch",
+        "{name}: disks[0].size: says 1G but the image holds 67108864 bytes",
+        _disk(size="1G"),
+    ),
+    Case(
+        "disk_bad_bus",
+        "{name}: disks[0].bus: must be one of virtio|scsi|sata|ide",
+        _disk(bus="usb"),
+    ),
+    Case(
+        "disk_newline_in_file",
+        "{name}: disks[0].file: must not contain control characters",
+        _disk(file="a\nb.qcow2"),
+    ),
     Case("backing_outside", "{name}: disks[0].file: its backing file", setup=_backing_outside),
     Case("backing_relative_escape", "is outside the bundle", setup=_backing_relative_escape),
     Case("backing_json_protocol", "is outside the bundle", setup=_backing_json),
     Case("backing_missing", "{name}: disks[0].file: its backing file", setup=_backing_missing),
-    Case("duplicate_disk_id", "{name}: disks[1].id: 'disk0' is used by another device", _two_disks_same_id, _make_disk1),
-    Case("duplicate_mac", "{name}: nics[1].mac: 52:54:00:00:00:01 is used by another NIC", _two_nics_same_mac),
+    Case(
+        "duplicate_disk_id",
+        "{name}: disks[1].id: 'disk0' is used by another device",
+        _two_disks_same_id,
+        _make_disk1,
+    ),
+    Case(
+        "duplicate_mac",
+        "{name}: nics[1].mac: 52:54:00:00:00:01 is used by another NIC",
+        _two_nics_same_mac,
+    ),
     Case("bad_mac", "{name}: nics[0].mac: must be a MAC address", _nic(mac="52:54:00:00:00")),
-    Case("iso_outside_iso_dirs", "{name}: cdroms[0].iso: '/etc/hostname' is neither in the bundle nor in an ISO directory", _cdrom(iso="/etc/hostname")),
-    Case("iso_link_outside", "{name}: cdroms[0].iso: 'install.iso' leads outside the bundle", _cdrom(iso="install.iso"), _iso_link_outside),
-    Case("vnc_password_long", "{name}: vnc.password: must be at most 8 characters", _edit(vnc={"password": "123456789"})),
-    Case("boot_once_unknown", "{name}: boot_once: 'cd9' is not a device of this guest", _edit(boot_once="cd9")),
-    Case("vnic_on_modern_qemu", "{name}: nics[0].backend.type: vnic needs the illumos KVM QEMU", _nic(backend={"type": "vnic", "name": "vnic0"})),
+    Case(
+        "iso_outside_iso_dirs",
+        "{name}: cdroms[0].iso: '/etc/hostname' is neither in the bundle nor in an ISO directory",
+        _cdrom(iso="/etc/hostname"),
+    ),
+    Case(
+        "iso_link_outside",
+        "{name}: cdroms[0].iso: 'install.iso' leads outside the bundle",
+        _cdrom(iso="install.iso"),
+        _iso_link_outside,
+    ),
+    Case(
+        "vnc_password_long",
+        "{name}: vnc.password: must be at most 8 characters",
+        _edit(vnc={"password": "123456789"}),
+    ),
+    Case(
+        "boot_once_unknown",
+        "{name}: boot_once: 'cd9' is not a device of this guest",
+        _edit(boot_once="cd9"),
+    ),
+    Case(
+        "vnic_on_modern_qemu",
+        "{name}: nics[0].backend.type: vnic needs the illumos KVM QEMU",
+        _nic(backend={"type": "vnic", "name": "vnic0"}),
+    ),
 ]
 
 

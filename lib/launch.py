@@ -91,6 +91,11 @@ def command_line(
     return build_argv(b.config, facts)
 
 
+def check_runnable(b: Bundle, host: HostConfig) -> None:
+    """ConfigError for what only the QEMU command line can tell (a feature this QEMU lacks)."""
+    command_line(Bundle(b.path, with_macs(b.config)), host, host.display_first)
+
+
 def prepare(b: Bundle, host: HostConfig) -> Launch:
     """Take a display and write the run directory for b; undo both on failure."""
     run = RunPaths.for_guest(host.run_dir, b.name)

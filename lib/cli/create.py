@@ -9,8 +9,9 @@ from pathlib import Path
 
 import attrs
 
-from vmbundle import bundle, config, storage
+from vmbundle import bundle, config, launch, storage
 from vmbundle.adapters import qemu_img
+from vmbundle.bundle import Bundle
 from vmbundle.cli.common import host_config
 from vmbundle.config import ConfigProblems
 from vmbundle.errors import ConfigError, UsageError, VmbundleError
@@ -141,6 +142,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     host = host_config(args)
     cfg = _checked(config_from_args(args), host)
     root = _root(host, args.root)
+    launch.check_runnable(Bundle(root.path / cfg.name, cfg), host)
     path = storage.create_bundle_dir(root, cfg.name)
     try:
         for disk in cfg.disks:

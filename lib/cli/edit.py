@@ -15,6 +15,7 @@ from vmbundle.cli.common import host_config, load_guest
 from vmbundle.config import ConfigProblems
 from vmbundle.errors import ConfigError, UsageError
 from vmbundle.fields import Invalid
+from vmbundle.host import HostMeans
 from vmbundle.hostconfig import HostConfig
 from vmbundle.model import Cdrom, VmConfig
 
@@ -30,7 +31,7 @@ def store_document(path: Path, doc: dict[str, Any], host: HostConfig) -> Bundle:
         cfg = config.structure(doc)
     except ConfigProblems as exc:
         raise ConfigError([p.line(path.name) for p in exc.problems]) from None
-    problems = bundle.check_host_means(cfg, bundle.HostMeans.of_this_host())
+    problems = bundle.check_host_means(cfg, HostMeans.of_this_host())
     problems += bundle.check_bundle_files(cfg, path, host)
     if problems:
         raise ConfigError([p.line(cfg.name) for p in problems])

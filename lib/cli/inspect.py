@@ -8,6 +8,7 @@ import shlex
 import sys
 
 from vmbundle import bundle, config, display
+from vmbundle.bundle import Bundle
 from vmbundle.cli.common import host_config, load_guest
 from vmbundle.errors import ConfigError
 from vmbundle.model import VmConfig
@@ -65,10 +66,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     path = bundle.locate(host, args.guest)
     try:
         b = bundle.load(path, host)
-        # What only the QEMU command line can tell (a feature this QEMU lacks).
-        launch.command_line(
-            launch.Bundle(b.path, launch.with_macs(b.config)), host, host.display_first
-        )
+        launch.check_runnable(b, host)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
@@ -99,6 +97,6 @@ def cmd_qemu_argv(args: argparse.Namespace) -> int:
                 "the first start generates one and keeps it",
                 file=sys.stderr,
             )
-    argv = launch.command_line(launch.Bundle(b.path, launch.with_macs(b.config)), host, number)
+    argv = launch.command_line(Bundle(b.path, launch.with_macs(b.config)), host, number)
     print(shlex.join(argv))
     return 0

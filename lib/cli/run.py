@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import subprocess
 import sys
@@ -30,10 +31,36 @@ def _wait_running(proc: subprocess.Popen[bytes], started: Launch, timeout: float
             raise VmbundleError(f"{started.bundle.name}: QEMU exited with status {proc.returncode}")
         if started.run.control_qmp.exists():
             status = qmp.execute(started.run, "query-status", timeout=5.0)
-            if isinstance(status, dict) and status.get("status") == "running":
+            state = status.get("status") if isinstance(status, dict) else None
+            if state == "running":
                 return
+            if state == "internal-error":
+                raise VmbundleError(
+                    f"{started.bundle.name}: QEMU stopped the guest with an internal error "
+                    "(the accelerator could not run its code); "
+                    'try accelerator = "tcg" in the [qemu] section of the host configuration'
+                )
         time.sleep(0.05)
     raise VmbundleError(f"{started.bundle.name}: QEMU did not report running within {timeout:g}s")
+
+
+def _wait_powered_off(proc: subprocess.Popen[bytes], started: Launch) -> int:
+    # QEMU runs with -no-shutdown, so a guest that powers itself off leaves QEMU
+    # up in the "shutdown" state; in the foreground that means the run is over.
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            status = qmp.execute(started.run, "query-status", timeout=5.0)
+        except VmbundleError:
+            continue  # QEMU is going away, or another client holds the monitor a moment
+        if isinstance(status, dict) and status.get("status") == "shutdown":
+            print(f"{started.bundle.name}: the guest powered off", file=sys.stderr, flush=True)
+            with contextlib.suppress(VmbundleError):
+                qmp.execute(started.run, "quit", timeout=5.0)
+            return proc.wait(timeout=30)
 
 
 def run_foreground(host: HostConfig, b: bundle.Bundle) -> int:
@@ -53,7 +80,7 @@ def run_foreground(host: HostConfig, b: bundle.Bundle) -> int:
             file=sys.stderr,
             flush=True,
         )
-        return proc.wait()
+        return _wait_powered_off(proc, started)
     finally:
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -65,6 +92,16 @@ def run_foreground(host: HostConfig, b: bundle.Bundle) -> int:
         launch.finish(b.name, started.run, host)
 
 
+def _stop_on_sigterm() -> None:
+    # SIGTERM (from a service manager or a test) must still stop QEMU and give back
+    # the display and run directory, which the finally blocks do.
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _stop_on_sigterm()
     host = host_config(args)
     return run_foreground(host, load_guest(args, host))

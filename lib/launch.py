@@ -27,10 +27,19 @@ from vmbundle.rundir import RunPaths
 
 
 def choose_accel(setting: str) -> str:
-    """kvm where /dev/kvm can be opened, else tcg, unless the host config says which."""
+    """The accelerator for "auto": kvm where /dev/kvm opens and can run a stock
+    guest, else tcg; "kvm" or "tcg" from the host configuration as given."""
     if setting != "auto":
         return setting
-    return "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    # On Linux, /dev/kvm may be the nested PVM hypervisor (kvm_pvm), which runs
+    # only kernels built for it: a stock guest dies with a KVM internal error.
+    # Hardware-assisted KVM is kvm_intel or kvm_amd. illumos has no /sys.
+    modules = Path("/sys/module")
+    if modules.is_dir() and not any((modules / m).exists() for m in ("kvm_intel", "kvm_amd")):
+        return "tcg"
+    return "kvm"
 
 
 def new_mac() -> str:

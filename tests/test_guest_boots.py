@@ -1,5 +1,5 @@
-"""A bundle with two disks and the test ISO boots (under KVM where it can run the
-guest's stock kernel, else TCG: see support.host.guest_os_accelerator), with
+"""A bundle with two disks and the test ISO boots (under the accelerator "auto"
+picks: KVM where it can run the guest's stock kernel, else TCG), with
 the command line `vmbundle run` builds: QMP says running, query-block shows both
 disks and the CD-ROM, the screen shows the guest's banner, `disk resize` grows a
 disk the guest sees, and the ACPI power button ends the run cleanly."""
@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from qemu.qmp.legacy import QEMUMonitorProtocol
 from support.guest import test_guest_iso
-from support.host import TestHost, guest_os_accelerator, test_host
+from support.host import TestHost, test_host
 from support.serial import SerialLog
 
 pytestmark = pytest.mark.qemu
@@ -31,7 +31,7 @@ def host(tmp_path: Path) -> Iterator[TestHost]:
     iso_dir = tmp_path / "iso"
     iso_dir.mkdir()
     shutil.copy(test_guest_iso(), iso_dir / "testguest.iso")
-    with test_host(tmp_path, iso_dir=iso_dir, accelerator=guest_os_accelerator()) as h:
+    with test_host(tmp_path, iso_dir=iso_dir) as h:
         yield h
 
 

@@ -52,18 +52,6 @@ class TestHost:
 TestHost.__test__ = False  # type: ignore[attr-defined]
 
 
-def guest_os_accelerator() -> str:
-    """The accelerator a test uses to boot a real guest OS on this machine.
-
-    KVM where it runs a stock kernel; TCG on hosts whose /dev/kvm is the nested
-    PVM hypervisor (kvm_pvm), which stops isolinux with a KVM internal error and
-    runs an unmodified kernel only by emulating it.
-    """
-    if Path("/sys/module/kvm_pvm").exists() or not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return "tcg"
-    return "kvm"
-
-
 @contextmanager
 def test_host(
     tmp_path: Path,
@@ -91,4 +79,3 @@ def test_host(
 
 
 test_host.__test__ = False  # type: ignore[attr-defined]
-guest_os_accelerator.__test__ = False  # type: ignore[attr-defined]

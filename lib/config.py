@@ -263,7 +263,11 @@ def set_key(doc: dict[str, Any], key: str, text: str) -> dict[str, Any]:
         field = fields[name]
         kind = kind_of(field)
         last = i == len(steps) - 1
-        if isinstance(kind, ListOf) and not last:
+        if isinstance(kind, ListOf):
+            if last:
+                raise Invalid(
+                    f"{key}: is a list; use the disk, iso or nic commands, or name one entry by its id"
+                )
             entries = node.setdefault(name, [])
             if index is not None:
                 pos = int(index)
@@ -278,7 +282,9 @@ def set_key(doc: dict[str, Any], key: str, text: str) -> dict[str, Any]:
             if not 0 <= pos < len(entries):
                 raise Invalid(f"{key}: {name} has {len(entries)} entries")
             node, cls = entries[pos], kind.cls
-        elif isinstance(kind, Obj) and not last and index is None:
+        elif isinstance(kind, Obj):
+            if last or index is not None:
+                raise Invalid(f"{key}: is a group of settings; set one of its keys instead")
             node, cls = node.setdefault(name, {}), kind.cls
         elif last and index is None:
             try:

@@ -37,8 +37,21 @@ def _show(value: Any) -> str:
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
+class _TextIsJson:
+    """For kinds whose JSON value is the value itself and whose text form is the JSON string."""
+
+    def parse(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def dump(self, value: Any) -> Any:
+        return value
+
+    def from_text(self, text: str) -> Any:
+        return self.parse(text)
+
+
 @attrs.frozen
-class Str:
+class Str(_TextIsJson):
     """A string, optionally matching a pattern; never with control characters."""
 
     pattern: str | None = None
@@ -55,12 +68,6 @@ class Str:
         if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
             raise Invalid(f"must be {self.hint}, got {_show(value)}")
         return value
-
-    def dump(self, value: Any) -> Any:
-        return value
-
-    def from_text(self, text: str) -> Any:
-        return self.parse(text)
 
     def schema(self) -> dict[str, Any]:
         s: dict[str, Any] = {"type": "string", "maxLength": self.max_len}
@@ -118,19 +125,13 @@ class Bool:
 
 
 @attrs.frozen
-class Choice:
+class Choice(_TextIsJson):
     values: tuple[str, ...]
 
     def parse(self, value: Any) -> str:
         if not isinstance(value, str) or value not in self.values:
             raise Invalid(f"must be one of {'|'.join(self.values)}, got {_show(value)}")
         return value
-
-    def dump(self, value: Any) -> Any:
-        return value
-
-    def from_text(self, text: str) -> Any:
-        return self.parse(text)
 
     def schema(self) -> dict[str, Any]:
         return {"type": "string", "enum": list(self.values)}
@@ -188,47 +189,26 @@ class Nullable:
 
 @attrs.frozen
 class Obj:
-    """A nested JSON object described by an attrs model class."""
+    """A nested JSON object described by an attrs model class (vmbundle.config walks it)."""
 
     cls: type
-
-    def parse(self, value: Any) -> Any:
-        raise AssertionError("objects are parsed by vmbundle.config")  # pragma: no cover
-
-    def dump(self, value: Any) -> Any:
-        raise AssertionError("objects are dumped by vmbundle.config")  # pragma: no cover
-
-    def from_text(self, text: str) -> Any:
-        raise Invalid("is a group of settings; set one of its keys instead")
-
-    def schema(self) -> dict[str, Any]:
-        raise AssertionError("objects are described by vmbundle.config")  # pragma: no cover
 
 
 @attrs.frozen
 class ListOf:
-    """A JSON array of objects described by an attrs model class."""
+    """A JSON array of objects described by an attrs model class (vmbundle.config walks it)."""
 
     cls: type
     max_items: int
 
-    def parse(self, value: Any) -> Any:
-        raise AssertionError("lists are parsed by vmbundle.config")  # pragma: no cover
 
-    def dump(self, value: Any) -> Any:
-        raise AssertionError("lists are dumped by vmbundle.config")  # pragma: no cover
-
-    def from_text(self, text: str) -> Any:
-        raise Invalid("is a list; use the disk, iso or nic commands, or name one entry by its id")
-
-    def schema(self) -> dict[str, Any]:
-        raise AssertionError("lists are described by vmbundle.config")  # pragma: no cover
+FieldKind = Kind | Obj | ListOf
 
 
 REQUIRED = object()
 
 
-def spec(kind: Kind, doc: str, *, default: Any = REQUIRED, factory: Any = None) -> Any:
+def spec(kind: FieldKind, doc: str, *, default: Any = REQUIRED, factory: Any = None) -> Any:
     """An attrs field that carries its JSON kind and documentation."""
     meta = {"kind": kind, "doc": doc}
     if factory is not None:
@@ -238,8 +218,8 @@ def spec(kind: Kind, doc: str, *, default: Any = REQUIRED, factory: Any = None) 
     return attrs.field(default=default, metadata=meta)
 
 
-def kind_of(field: attrs.Attribute[Any]) -> Kind:
-    kind: Kind = field.metadata["kind"]
+def kind_of(field: attrs.Attribute[Any]) -> FieldKind:
+    kind: FieldKind = field.metadata["kind"]
     return kind
 
 

@@ -4,27 +4,19 @@ byte of the bundle or of anything beside it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.bad_bundles import CASES, Case, build, fingerprint
-
-VMBUNDLE = str(Path(sys.executable).parent / "vmbundle")
+from support.host import TestHost, test_host
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Path:
-    (tmp_path / "iso").mkdir()
-    (tmp_path / "root").mkdir()
+def host(tmp_path: Path) -> Iterator[TestHost]:
     (tmp_path / "outside").mkdir()
-    conf = tmp_path / "vmbundle.toml"
-    conf.write_text(
-        f'[bundles]\nroots = ["{tmp_path}/root"]\niso_dirs = ["{tmp_path}/iso"]\n'
-        f'[run]\ndir = "{tmp_path}/run"\n'
-    )
-    return conf
+    with test_host(tmp_path) as h:
+        yield h
 
 
 def test_the_corpus_is_large_enough() -> None:
@@ -33,29 +25,19 @@ def test_the_corpus_is_large_enough() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_bundle_is_refused_and_left_alone(case: Case, host: Path, tmp_path: Path) -> None:
-    bundle = build(case, tmp_path / "root", tmp_path / "outside")
-    before = fingerprint(tmp_path / "root"), fingerprint(tmp_path / "outside")
+def test_bad_bundle_is_refused_and_left_alone(case: Case, host: TestHost, tmp_path: Path) -> None:
+    bundle = build(case, host.root, tmp_path / "outside")
+    before = fingerprint(host.root), fingerprint(tmp_path / "outside")
     expect = case.expect.format(name=case.name)
 
-    validate = subprocess.run(
-        [VMBUNDLE, "--config", str(host), "validate", str(bundle)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    validate = host.vmbundle("validate", str(bundle), check=False)
     assert validate.returncode == 1, validate.stderr
     assert expect in validate.stderr
     assert validate.stdout == ""
 
-    run = subprocess.run(
-        [VMBUNDLE, "--config", str(host), "run", str(bundle)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = host.vmbundle("run", str(bundle), check=False)
     assert run.returncode == 96, run.stderr
     assert expect in run.stderr
-    assert not (tmp_path / "run" / case.name).exists()
+    assert not (host.run_dir / case.name).exists()
 
-    assert (fingerprint(tmp_path / "root"), fingerprint(tmp_path / "outside")) == before
+    assert (fingerprint(host.root), fingerprint(tmp_path / "outside")) == before

@@ -56,9 +56,11 @@ def _edit(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return apply
 
 
-def _disk(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def _entry(group: str, **changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """An edit of the first entry of a list (disks, cdroms, nics)."""
+
     def apply(d: dict[str, Any]) -> dict[str, Any]:
-        d["disks"][0].update(changes)
+        d[group][0].update(changes)
         return d
 
     return apply
@@ -150,22 +152,6 @@ def _no_disk_file(bundle: Path, outside: Path) -> None:
     (bundle / "disk0.qcow2").unlink()
 
 
-def _cdrom(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def apply(d: dict[str, Any]) -> dict[str, Any]:
-        d["cdroms"][0].update(changes)
-        return d
-
-    return apply
-
-
-def _nic(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def apply(d: dict[str, Any]) -> dict[str, Any]:
-        d["nics"][0].update(changes)
-        return d
-
-    return apply
-
-
 def _two_disks_same_id(d: dict[str, Any]) -> dict[str, Any]:
     d["disks"].append({"id": "disk0", "file": "disk1.qcow2", "size": "64M"})
     return d
@@ -207,12 +193,12 @@ CASES = [
     Case(
         "disk_absolute",
         "{name}: disks[0].file: '/etc/passwd' must be a path inside the bundle",
-        _disk(file="/etc/passwd"),
+        _entry("disks", file="/etc/passwd"),
     ),
     Case(
         "disk_dotdot",
         "{name}: disks[0].file: '../x.qcow2' must be a path inside the bundle",
-        _disk(file="../x.qcow2"),
+        _entry("disks", file="../x.qcow2"),
     ),
     Case(
         "disk_symlink_outside",
@@ -232,22 +218,22 @@ CASES = [
     Case(
         "disk_format_mismatch",
         "{name}: disks[0].format: says raw but the image is qcow2",
-        _disk(format="raw"),
+        _entry("disks", format="raw"),
     ),
     Case(
         "disk_size_mismatch",
         "{name}: disks[0].size: says 1G but the image holds 67108864 bytes",
-        _disk(size="1G"),
+        _entry("disks", size="1G"),
     ),
     Case(
         "disk_bad_bus",
         "{name}: disks[0].bus: must be one of virtio|scsi|sata|ide",
-        _disk(bus="usb"),
+        _entry("disks", bus="usb"),
     ),
     Case(
         "disk_newline_in_file",
         "{name}: disks[0].file: must not contain control characters",
-        _disk(file="a\nb.qcow2"),
+        _entry("disks", file="a\nb.qcow2"),
     ),
     Case("backing_outside", "{name}: disks[0].file: its backing file", setup=_backing_outside),
     Case("backing_relative_escape", "is outside the bundle", setup=_backing_relative_escape),
@@ -264,16 +250,20 @@ CASES = [
         "{name}: nics[1].mac: 52:54:00:00:00:01 is used by another NIC",
         _two_nics_same_mac,
     ),
-    Case("bad_mac", "{name}: nics[0].mac: must be a MAC address", _nic(mac="52:54:00:00:00")),
+    Case(
+        "bad_mac",
+        "{name}: nics[0].mac: must be a MAC address",
+        _entry("nics", mac="52:54:00:00:00"),
+    ),
     Case(
         "iso_outside_iso_dirs",
         "{name}: cdroms[0].iso: '/etc/hostname' is neither in the bundle nor in an ISO directory",
-        _cdrom(iso="/etc/hostname"),
+        _entry("cdroms", iso="/etc/hostname"),
     ),
     Case(
         "iso_link_outside",
         "{name}: cdroms[0].iso: 'install.iso' leads outside the bundle",
-        _cdrom(iso="install.iso"),
+        _entry("cdroms", iso="install.iso"),
         _iso_link_outside,
     ),
     Case(
@@ -289,7 +279,7 @@ CASES = [
     Case(
         "vnic_on_modern_qemu",
         "{name}: nics[0].backend.type: vnic needs the illumos KVM QEMU",
-        _nic(backend={"type": "vnic", "name": "vnic0"}),
+        _entry("nics", backend={"type": "vnic", "name": "vnic0"}),
     ),
 ]
 

@@ -5,7 +5,7 @@ setup:
 	scripts/setup-host
 
 test: setup
-	.venv/bin/ruff check lib method controller tests
+	.venv/bin/ruff check lib method controller devhost tests
 	scripts/typecheck
 	.venv/bin/python tests/guest/build.py
 	.venv/bin/pytest -q

@@ -1,0 +1,1 @@
+"""The SMF emulator: repository, restarter (svc.startd) and the svc* commands."""

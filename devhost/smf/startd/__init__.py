@@ -1,0 +1,1 @@
+"""The emulated svc.startd: the restarter daemon, contracts and methods."""

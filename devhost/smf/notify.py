@@ -6,6 +6,7 @@ so a lost nudge only delays it. A datagram on `<state>/smf/startd.sock`.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from pathlib import Path
 
@@ -15,8 +16,6 @@ def socket_path(state_dir: Path) -> Path:
 
 
 def nudge(state_dir: Path) -> None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        try:
-            s.sendto(b"!", str(socket_path(state_dir)))
-        except OSError:
-            pass  # no restarter listening (yet): it reads the repository when it starts
+    # No restarter listening (yet) is fine: it reads the repository when it starts.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
+        s.sendto(b"!", str(socket_path(state_dir)))

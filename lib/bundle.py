@@ -8,12 +8,13 @@ file alone are in vmbundle.config.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
-from vmbundle import config
+from vmbundle import config, storage
 from vmbundle.adapters import qemu_img
 from vmbundle.atomic import write_atomic
 from vmbundle.config import ConfigProblems, Problem
@@ -42,12 +43,8 @@ class Bundle:
 
 def locate(host: HostConfig, name_or_path: str) -> Path:
     """The bundle directory a guest is known by: a path, or a name in the bundle roots."""
-    import re
-
-    from vmbundle import storage
-
     if "/" in name_or_path or name_or_path in (".", ".."):
-        path = Path(name_or_path).absolute()
+        path = Path(os.path.abspath(name_or_path))
         if not (path / CONFIG_FILE).is_file():
             raise VmbundleError(f"{name_or_path}: no {CONFIG_FILE} there; give a bundle directory")
         return path

@@ -108,8 +108,9 @@ def check_runnable(b: Bundle, host: HostConfig) -> None:
 def prepare(b: Bundle, host: HostConfig) -> Launch:
     """Take a display and write the run directory for b; undo both on failure."""
     run = RunPaths.for_guest(host.run_dir, b.name)
-    if running_pid(run) is not None:
-        raise VmbundleError(f"{b.name}: already running (QEMU pid {running_pid(run)})")
+    pid = running_pid(run)
+    if pid is not None:
+        raise VmbundleError(f"{b.name}: already running (QEMU pid {pid})")
     if b.config.nics and any(n.mac is None for n in b.config.nics):
         b = Bundle(b.path, with_macs(b.config))
         bundle_mod.save(b.path, b.config)

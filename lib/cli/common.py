@@ -7,7 +7,10 @@ from pathlib import Path
 
 from vmbundle import bundle, hostconfig
 from vmbundle.bundle import Bundle
+from vmbundle.errors import UsageError
 from vmbundle.hostconfig import HostConfig
+from vmbundle.model import VmConfig
+from vmbundle.units import parse_size
 
 
 def host_config(args: argparse.Namespace) -> HostConfig:
@@ -16,3 +19,19 @@ def host_config(args: argparse.Namespace) -> HostConfig:
 
 def load_guest(args: argparse.Namespace, host: HostConfig) -> Bundle:
     return bundle.load(bundle.locate(host, args.guest), host)
+
+
+def size_argument(text: str, what: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise UsageError(f"{what}: must be a size like 20G, got {text!r}") from None
+
+
+def next_device_id(cfg: VmConfig, prefix: str) -> str:
+    """The first free id like disk2 or cd1 (ids are shared by disks, CD-ROMs and NICs)."""
+    taken = set(cfg.device_ids())
+    n = 0
+    while f"{prefix}{n}" in taken:
+        n += 1
+    return f"{prefix}{n}"

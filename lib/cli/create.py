@@ -12,7 +12,7 @@ import attrs
 from vmbundle import bundle, config, launch, storage
 from vmbundle.adapters import qemu_img
 from vmbundle.bundle import Bundle
-from vmbundle.cli.common import host_config
+from vmbundle.cli.common import host_config, size_argument
 from vmbundle.config import ConfigProblems
 from vmbundle.errors import ConfigError, UsageError, VmbundleError
 from vmbundle.guest_process import running_pid
@@ -21,7 +21,6 @@ from vmbundle.hostconfig import HostConfig
 from vmbundle.launch import with_macs
 from vmbundle.model import Cdrom, Disk, Nic, NicBackend, VmConfig, Vnc
 from vmbundle.rundir import RunPaths
-from vmbundle.units import parse_size
 
 
 def _options(spec: str, what: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]]:
@@ -37,13 +36,6 @@ def _options(spec: str, what: str, allowed: tuple[str, ...]) -> tuple[str, dict[
     return head, opts
 
 
-def _size(text: str, what: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError:
-        raise UsageError(f"{what}: must be a size like 20G, got {text!r}") from None
-
-
 def parse_disk(spec: str, index: int) -> Disk:
     head, opts = _options(spec, "--disk", ("bus", "format", "cache"))
     fmt = opts.get("format", "qcow2")
@@ -51,7 +43,7 @@ def parse_disk(spec: str, index: int) -> Disk:
     return Disk(
         id=f"disk{index}",
         file=f"disk{index}.{ext}",
-        size=_size(head, "--disk"),
+        size=size_argument(head, "--disk"),
         format=fmt,
         bus=opts.get("bus", "virtio"),
         cache=opts.get("cache", "writeback"),
@@ -81,7 +73,7 @@ def config_from_args(args: argparse.Namespace) -> VmConfig:
         schema_version=1,
         name=args.name,
         uuid=str(uuid.uuid4()),
-        ram=_size(args.ram, "--ram"),
+        ram=size_argument(args.ram, "--ram"),
         vcpus=args.vcpus,
         description=args.description,
         machine=args.machine,

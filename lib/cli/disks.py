@@ -10,9 +10,8 @@ import attrs
 
 from vmbundle import qemu_profile, qmp
 from vmbundle.adapters import qemu_img
-from vmbundle.cli.common import host_config, load_guest
-from vmbundle.cli.create import _size
-from vmbundle.cli.edit import _next_id, store
+from vmbundle.cli.common import host_config, load_guest, next_device_id, size_argument
+from vmbundle.cli.edit import store
 from vmbundle.errors import UsageError, VmbundleError
 from vmbundle.guest_process import running_pid
 from vmbundle.model import Disk
@@ -45,7 +44,7 @@ def _add(args: argparse.Namespace) -> int:
     run = RunPaths.for_guest(host.run_dir, b.name)
     if running_pid(run) is not None:
         raise VmbundleError(f"{b.name}: running; stop it before adding a disk")
-    disk_id = _next_id(b.config, "disk")
+    disk_id = next_device_id(b.config, "disk")
     ext = "qcow2" if args.format == "qcow2" else "img"
     file = f"{disk_id}.{ext}"
     target = b.path / file
@@ -55,7 +54,7 @@ def _add(args: argparse.Namespace) -> int:
         )
     if args.source is None and args.size is None:
         raise UsageError(f"{b.name}: give a SIZE, or --from IMAGE")
-    size = _size(args.size, "SIZE") if args.size else None
+    size = size_argument(args.size, "SIZE") if args.size else None
     # Check the new entry before any image is made (the file is checked after).
     probe = Disk(
         id=disk_id,
@@ -101,7 +100,7 @@ def _resize(args: argparse.Namespace) -> int:
         ids = ", ".join(d.id for d in b.config.disks) or "none"
         raise UsageError(f"{b.name}: no disk {args.disk!r}; disks: {ids}")
     disk = b.config.disks[index]
-    size = _size(args.size, "SIZE")
+    size = size_argument(args.size, "SIZE")
     if size < disk.size and not args.allow_shrink:
         raise UsageError(
             f"{b.name}: {disk.id}: {args.size} is smaller than {format_size(disk.size)}; "

@@ -11,7 +11,7 @@ import attrs
 
 from vmbundle import bundle, config
 from vmbundle.bundle import Bundle
-from vmbundle.cli.common import host_config, load_guest
+from vmbundle.cli.common import host_config, load_guest, next_device_id
 from vmbundle.config import ConfigProblems
 from vmbundle.errors import ConfigError, UsageError
 from vmbundle.fields import Invalid
@@ -65,14 +65,6 @@ def _find_cdrom(cfg: VmConfig, drive: str | None) -> int | None:
     return None
 
 
-def _next_id(cfg: VmConfig, prefix: str) -> str:
-    taken = set(cfg.device_ids())
-    n = 0
-    while f"{prefix}{n}" in taken:
-        n += 1
-    return f"{prefix}{n}"
-
-
 def cmd_iso(args: argparse.Namespace) -> int:
     host = host_config(args)
     b = load_guest(args, host)
@@ -85,7 +77,7 @@ def cmd_iso(args: argparse.Namespace) -> int:
         if index is None:
             if args.drive is not None and args.drive in cfg.device_ids():
                 raise UsageError(f"{b.name}: {args.drive} is not a CD-ROM drive")
-            new = Cdrom(id=args.drive or _next_id(cfg, "cd"), iso=iso)
+            new = Cdrom(id=args.drive or next_device_id(cfg, "cd"), iso=iso)
             cdroms = (*cfg.cdroms, new)
         else:
             cdroms = tuple(

@@ -25,13 +25,15 @@ import copy
 import fcntl
 import json
 import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from devhost.smf.fmri import Fmri
+# fmri.py pulls in attrs (~20 ms) and tempfile costs ~7 ms: svcs and svcprop import this
+# module and must start fast, so both are imported only where they are used.
+if TYPE_CHECKING:
+    from devhost.smf.fmri import Fmri
 
 Doc = dict[str, Any]
 Pgs = dict[str, Any]
@@ -90,10 +92,13 @@ class Repository:
             os.close(fd)
 
     def _write(self, doc: Doc) -> None:
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".repository.", suffix=".tmp")
         try:
+            # One dumps() is several times faster than dump() writing piece by piece.
             with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, separators=(",", ":"))
+                f.write(json.dumps(doc, separators=(",", ":")))
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -117,11 +122,14 @@ def _drop_nonpersistent(pgs: Pgs) -> None:
 
 
 def all_fmris(doc: Doc) -> list[Fmri]:
+    from devhost.smf.fmri import Fmri
+
     out = []
     for sname, svc in doc["services"].items():
         out.append(Fmri(sname))
         out.extend(Fmri(sname, iname) for iname in svc["instances"])
-    return sorted(out)
+    # A service sorts before its instances (an Fmri's instance may be None).
+    return sorted(out, key=lambda f: (f.service, f.instance or ""))
 
 
 def instance_fmris(doc: Doc) -> list[Fmri]:
@@ -248,3 +256,313 @@ def enabled(doc: Doc, fmri: Fmri) -> bool:
         if values:
             return values[0] == "true"
     return False
+
+
+# --- the svc* commands' read side ----------------------------------------------------------
+# svcs and svcprop name entities by plain strings (service, instance or None) instead of
+# Fmri objects, so that nothing on their import path loads attrs.
+
+
+def node_of(doc: Doc, service: str, instance: str | None) -> Doc | None:
+    """The service or instance node, or None."""
+    svc: Doc | None = doc["services"].get(service)
+    if svc is None or instance is None:
+        return svc
+    inst: Doc | None = svc["instances"].get(instance)
+    return inst
+
+
+def compose_levels(instance_pgs: Pgs, service_pgs: Pgs) -> Pgs:
+    """compose() in the order a composed view is iterated: the instance's groups and
+    properties first, then what only the service level has. Shares the input dicts."""
+    out: Pgs = {}
+    for name, pg in instance_pgs.items():
+        below = service_pgs.get(name)
+        props = dict(pg["props"])
+        if below is not None and below["type"] == pg["type"]:
+            for pname, prop in below["props"].items():
+                props.setdefault(pname, prop)
+        out[name] = {**pg, "props": props}
+    for name, pg in service_pgs.items():
+        out.setdefault(name, pg)
+    return out
+
+
+def current_view_of(doc: Doc, service: str, instance: str | None) -> Pgs:
+    """The composed current properties (svcprop -c; also what libscf composes when an
+    instance has no running snapshot). A service's view is its own groups."""
+    svc = doc["services"][service]
+    if instance is None:
+        pgs: Pgs = svc["pgs"]
+        return pgs
+    return compose_levels(svc["instances"][instance]["pgs"], svc["pgs"])
+
+
+def snapshot_view_of(doc: Doc, service: str, instance: str, snapshot: str) -> Pgs | None:
+    """The composed view of a named snapshot, or None when the instance has none."""
+    snap = doc["services"][service]["instances"][instance]["snapshots"].get(snapshot)
+    if snap is None:
+        return None
+    return compose_levels(snap["instance"], snap["service"])
+
+
+# --- FMRI operands, as libscf's scf_walk_fmri() resolves them -------------------------------
+
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_IDENT_REST = _LETTERS | frozenset("0123456789-_")
+
+
+def _is_ident(text: str, allow_dot: bool) -> bool:
+    if not text or text[0] not in _LETTERS:
+        return False
+    rest = _IDENT_REST | {"."} if allow_dot else _IDENT_REST
+    return all(c in rest for c in text[1:])
+
+
+def valid_name(name: str, *, path: bool = False, domain: bool = True) -> bool:
+    """libuutil's uu_check_name(): identifiers start with a letter; a DOMAIN name may
+    carry a `vendor,` prefix (dots allowed there); a PATH name is /-separated."""
+    for component in name.split("/") if path else [name]:
+        if domain and "," in component:
+            vendor, _, component = component.partition(",")
+            if not _is_ident(vendor, allow_dot=True):
+                return False
+        if not _is_ident(component, allow_dot=False):
+            return False
+    return True
+
+
+class ParsedFmri(NamedTuple):
+    scope: str
+    service: str | None
+    instance: str | None
+    pg: str | None
+    prop: str | None
+
+
+PG_PREFIX = "/:properties/"
+
+
+def parse_svc_fmri(text: str) -> ParsedFmri | None:
+    """scf_parse_svc_fmri(): `[svc:][//scope/][/]service[:instance][/:properties/pg[/prop]]`;
+    None when a component is not a valid name."""
+    s = text.removeprefix("svc:")
+    scope = "localhost"
+    if s.startswith("//"):
+        s = s[2:]
+        cut = s.find("/")
+        scope, s = (s, "") if cut < 0 else (s[:cut], s[cut + 1 :])
+        scope = scope.removesuffix("@localhost") or "localhost"
+        if not valid_name(scope, domain=False):
+            return None
+    service = instance = pg = prop = None
+    if s:
+        s = s.removeprefix("/")
+        service = s
+    pg_at = s.find(PG_PREFIX)
+    colon = s.find(":")
+    rest: str | None = None
+    if colon >= 0 and (pg_at < 0 or colon < pg_at):
+        if service is not None:
+            service = s[:colon]
+        s = s[colon + 1 :]
+        instance = s
+        pg_at = s.find(PG_PREFIX)
+    if pg_at >= 0:
+        if instance is not None:
+            instance = s[:pg_at]
+        elif service is not None:
+            service = s[:pg_at]
+        rest = s[pg_at + len(PG_PREFIX) :]
+        pg, slash, after = rest.partition("/")
+        prop = after if slash else None
+    if service is not None and not valid_name(service, path=True):
+        return None
+    for name in (instance, pg, prop):
+        if name is not None and not valid_name(name):
+            return None
+    return ParsedFmri(scope, service, instance, pg, prop)
+
+
+def canonical_fmri(parsed: ParsedFmri) -> str:
+    out = f"svc:/{parsed.service}"
+    if parsed.instance is not None:
+        out += f":{parsed.instance}"
+    if parsed.pg is not None:
+        out += f"{PG_PREFIX}{parsed.pg}"
+    if parsed.prop is not None:
+        out += f"/{parsed.prop}"
+    return out
+
+
+class Walked(NamedTuple):
+    """One entity an operand selected: a service, an instance, or (with properties=True)
+    a property group or property named by a full FMRI."""
+
+    fmri: str
+    service: str
+    instance: str | None
+    pg: str | None = None
+    prop: str | None = None
+
+
+class Walk(NamedTuple):
+    matches: list[Walked]
+    errors: list[str]  # libscf's messages, without the command-name prefix
+    matched: int  # distinct entities matched (svcprop switches to full FMRIs when > 1)
+
+
+class _Pattern:
+    def __init__(self, arg: str) -> None:
+        self.arg = arg
+        self.kind = "exact"  # or "glob", "partial"
+        self.matches: list[str] = []  # newest first, as libscf prepends them
+
+
+def _exact_keys(
+    doc: Doc, arg: str, *, services: bool, noinstance: bool, properties: bool
+) -> list[str] | None:
+    """What a complete FMRI operand names, or None when it is not one (libscf then treats
+    it as a glob or an abbreviation)."""
+    parsed = parse_svc_fmri(arg)
+    if parsed is None or parsed.service is None or parsed.scope != "localhost":
+        return None
+    svc = doc["services"].get(parsed.service)
+    if svc is None:
+        return None
+    if parsed.pg is not None or parsed.prop is not None:
+        if not properties or parsed.pg is None:
+            return None
+        owner = svc if parsed.instance is None else svc["instances"].get(parsed.instance)
+        group = None if owner is None else owner["pgs"].get(parsed.pg)
+        if group is None or (parsed.prop is not None and parsed.prop not in group["props"]):
+            return None
+        return [canonical_fmri(parsed)]
+    if parsed.instance is not None:
+        if noinstance or parsed.instance not in svc["instances"]:
+            return None
+        return [f"svc:/{parsed.service}:{parsed.instance}"]
+    if services:
+        return [f"svc:/{parsed.service}"]
+    if noinstance:
+        return None
+    return [f"svc:/{parsed.service}:{name}" for name in svc["instances"]]
+
+
+def _pattern_matches(pattern: _Pattern, fmri: str) -> bool:
+    if pattern.kind == "glob":
+        import fnmatch
+
+        return fnmatch.fnmatchcase(fmri, pattern.arg)
+    if pattern.kind != "partial":
+        return False
+    # An abbreviation must start on a component boundary and end at the end of the
+    # service or instance name; libscf looks only at its first occurrence.
+    at = fmri.find(pattern.arg)
+    if at < 0:
+        return False
+    if at > 0 and fmri[at - 1] not in "/:" and fmri[at] != ":":
+        return False
+    end = at + len(pattern.arg)
+    if end != len(fmri) and fmri[end] != ":" and fmri[end - 1] != ":":
+        return False
+    return end > 4  # a bare `svc:` or `lrc:` matches nothing
+
+
+def _add_match(pattern: _Pattern, fmri: str, explicit: bool) -> None:
+    if explicit:
+        # An instance displaces its own service (svcprop wants the instances).
+        pattern.matches = [m for m in pattern.matches if not fmri.startswith(m + ":")]
+    elif any(fmri.startswith(m + ":") for m in pattern.matches):
+        return  # the service already matched; its instances add nothing
+    pattern.matches.insert(0, fmri)
+
+
+def walk(
+    doc: Doc,
+    operands: Iterable[str],
+    *,
+    multiple: bool = True,
+    services: bool = False,
+    noinstance: bool = False,
+    explicit: bool = False,
+    properties: bool = False,
+    legacy: bool = False,
+) -> Walk:
+    """scf_walk_fmri(): resolve operands (full FMRIs, globs, abbreviations) to entities in
+    the order libscf calls back, with its error messages. No operands: every instance (and
+    every service, with services=True)."""
+    operands = list(operands)
+    patterns = [_Pattern(arg) for arg in operands]
+    searching = not operands
+    for pattern in patterns:
+        keys = _exact_keys(
+            doc, pattern.arg, services=services, noinstance=noinstance, properties=properties
+        )
+        if keys is not None:
+            for key in keys:
+                _add_match(pattern, key, explicit)
+            continue
+        searching = True
+        if any(c in pattern.arg for c in "*?["):
+            pattern.kind = "glob"
+            if not (pattern.arg.startswith("*") or pattern.arg[3:4] == ":"):
+                pattern.arg = "svc:/" + pattern.arg
+        else:
+            pattern.kind = "partial"
+
+    found: list[Walked] = []
+    if searching:
+        for sname, svc in doc["services"].items():
+            sfmri = f"svc:/{sname}"
+            if services:
+                if not operands:
+                    found.append(Walked(sfmri, sname, None))
+                    continue
+                for pattern in patterns:
+                    if _pattern_matches(pattern, sfmri):
+                        _add_match(pattern, sfmri, explicit)
+            if noinstance:
+                continue
+            for iname in svc["instances"]:
+                ifmri = f"{sfmri}:{iname}"
+                if not operands:
+                    found.append(Walked(ifmri, sname, iname))
+                    continue
+                for pattern in patterns:
+                    if _pattern_matches(pattern, ifmri):
+                        _add_match(pattern, ifmri, explicit)
+    if not operands:
+        return Walk(found, [], 0)
+
+    errors: list[str] = []
+    usable: list[_Pattern] = []
+    for pattern in patterns:
+        if not pattern.matches:
+            if not legacy and pattern.arg.startswith("lrc:/"):
+                what = "Operation not supported for legacy service '{}'"
+            elif properties:
+                what = "Pattern '{}' doesn't match any entities"
+            elif noinstance:
+                what = "Pattern '{}' doesn't match any services"
+            elif services:
+                what = "Pattern '{}' doesn't match any instances or services"
+            else:
+                what = "Pattern '{}' doesn't match any instances"
+            errors.append(what.format(pattern.arg))
+        elif not multiple and len(pattern.matches) > 1:
+            listed = "".join(f"\n\t{m}" for m in pattern.matches)
+            errors.append(f"Pattern '{pattern.arg}' matches multiple instances:{listed}")
+        else:
+            usable.append(pattern)
+
+    seen: set[str] = set()
+    for pattern in usable:
+        for key in pattern.matches:
+            if key in seen:
+                continue
+            seen.add(key)
+            parsed = parse_svc_fmri(key)
+            assert parsed is not None and parsed.service is not None
+            found.append(Walked(key, parsed.service, parsed.instance, parsed.pg, parsed.prop))
+    return Walk(found, errors, len(seen))

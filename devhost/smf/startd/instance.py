@@ -1,0 +1,146 @@
+"""One service instance as the restarter holds it, and what it writes about it:
+the non-persistent `restarter` property group and svc.startd's lines in the
+instance log.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from devhost.smf import repository
+from devhost.smf.fmri import Fmri
+from devhost.smf.repository import Repository
+from devhost.smf.startd.holder import startd_line
+
+STATES = ("uninitialized", "offline", "online", "degraded", "maintenance", "disabled")
+RUNNING = ("online", "degraded")
+
+# Why a running instance stops (restarter.c stop_cause_t): the log text, the
+# restarter error the graph propagates, and the auxiliary state written.
+FAULT, RESTART, REFRESH = 1, 2, 3
+
+
+@attrs.frozen
+class StopCause:
+    text: str
+    err: int
+    reason: str
+
+
+EXIT = StopCause("all processes in service exited", RESTART, "ct_ev_exit")
+ERR_CFG = StopCause("service exited with a configuration error", FAULT, "method_failed")
+ERR_EXIT = StopCause("service exited with an error", RESTART, "ct_ev_exit")
+CORE = StopCause("process dumped core", FAULT, "ct_ev_core")
+SIGNAL = StopCause("process received fatal signal from outside the service", FAULT, "ct_ev_signal")
+DEPENDENCY = StopCause("dependency activity requires stop", RESTART, "dependency_activity")
+DISABLE = StopCause("service disabled", RESTART, "disable_request")
+RESTART_REQUEST = StopCause("service restarting", RESTART, "restart_request")
+
+
+def log_path(state_dir: Path, fmri: Fmri) -> Path:
+    """<state>/var/svc/log/<service, / as ->:<instance>.log, as on illumos."""
+    stem = f"{fmri.service}:{fmri.instance}".replace("/", "-")
+    return Path(state_dir) / "var" / "svc" / "log" / f"{stem}.log"
+
+
+def timestamp(t: float | None = None) -> str:
+    """A `time` property value: SECONDS.NANOSECONDS."""
+    ns = time.time_ns() if t is None else int(t * 1e9)
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+@attrs.define(eq=False)
+class Instance:
+    fmri: Fmri
+    log: Path
+    state: str = "uninitialized"
+    next_state: str = "none"
+    aux: str = "none"
+    primary_ctid: int = 0
+    primary_stopped: bool = False  # stopped by us on the way to offline: events ignored
+    transient_ctid: int = 0
+    fault_count: int = 0
+    start_times: list[float] = attrs.Factory(list)
+    busy: bool = False  # a method thread owns the instance
+    deleted: bool = False
+    enabled_seen: bool | None = None  # the enabled value last acted on
+    disabling: bool = False  # an admin disable waits for its dependents to go down
+    hold_until: float = 0.0  # child-model throttle: no start before this
+    start_reason: str | None = None  # restart_request: kept for the start that follows
+    cleared: bool = False  # left maintenance by `svcadm clear`
+    paths: dict[str, bool] = attrs.Factory(dict)  # file dependencies as last looked at
+    pending: collections.deque[Any] = attrs.Factory(collections.deque)
+
+    @property
+    def running(self) -> bool:
+        return self.state in RUNNING
+
+    @property
+    def in_transition(self) -> bool:
+        return self.next_state != "none"
+
+    def say(self, text: str) -> None:
+        """Write one of svc.startd's own lines into the instance log."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a") as f:
+            f.write(startd_line(text))
+
+    def reset_start_times(self) -> None:
+        self.start_times.clear()
+
+
+# --- the restarter property group -----------------------------------------------------------
+
+Prop = tuple[str, list[str]]  # (type, values)
+
+
+def write_restarter(
+    repo: Repository, fmri: Fmri, props: dict[str, Prop], delete: tuple[str, ...] = ()
+) -> bool:
+    """Set (and delete) properties of the instance's restarter group; False when
+    the instance is gone. Writes nothing when nothing would change."""
+    node = repository.entity(repo.read(), fmri)
+    if node is None:
+        return False
+    current = node["pgs"].get("restarter", {"props": {}})["props"]
+    if all(
+        current.get(n, {}).get("values") == v and current[n]["type"] == t
+        for n, (t, v) in props.items()
+    ) and not any(n in current for n in delete):
+        return True
+    with repo.edit() as doc:
+        inst = repository.entity(doc, fmri)
+        if inst is None:
+            return False
+        for name, (ptype, vals) in props.items():
+            repository.set_prop(
+                inst["pgs"], "restarter", name, ptype, vals,
+                pg_type="framework", nonpersistent=True,
+            )  # fmt: skip
+        group = inst["pgs"].get("restarter")
+        if group is not None:
+            for name in delete:
+                group["props"].pop(name, None)
+    return True
+
+
+def commit_states(
+    repo: Repository, inst: Instance, state: str, next_state: str, aux: str | None
+) -> None:
+    """_restarter_commit_states: state, next_state, state_timestamp, and the
+    auxiliary state when one is given."""
+    props: dict[str, Prop] = {
+        "state": ("astring", [state]),
+        "next_state": ("astring", [next_state]),
+        "state_timestamp": ("time", [timestamp()]),
+    }
+    if aux is not None:
+        props["auxiliary_state"] = ("astring", [aux])
+        inst.aux = aux
+    write_restarter(repo, inst.fmri, props)
+    inst.state, inst.next_state = state, next_state

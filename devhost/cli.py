@@ -12,7 +12,6 @@ are independent.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shlex
@@ -21,15 +20,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from devhost import tools, zfspool
 from devhost.kernel import arc
+from devhost.smf.startd import daemon as startd
 
 MARKER = "devhost.json"  # present while the devhost is up
 CONFIG = "vmbundle.toml"
-STARTD_DAEMON = "devhost.smf.startd.daemon"
 
 # QEMU refuses UNIX socket paths of 108 bytes or more; the longest guest name is 63.
 _LONGEST_GUEST = "g" * 63
@@ -46,16 +44,6 @@ def default_state_dir() -> Path:
 
 
 # --- pieces -------------------------------------------------------------------------
-
-
-def startd() -> ModuleType | None:
-    """The restarter's module, or None while it is not part of this checkout."""
-    try:
-        return importlib.import_module(STARTD_DAEMON)
-    except ModuleNotFoundError as exc:
-        if exc.name == STARTD_DAEMON:
-            return None
-        raise
 
 
 def run_dir_for(state_dir: Path) -> Path:
@@ -136,9 +124,8 @@ def is_up(state_dir: Path) -> bool:
     if marker is None or marker.get("pool") not in zfspool.imported_pools():
         return False
     if not marker.get("smf"):
-        return True
-    daemon = startd()
-    return daemon is not None and daemon.running_pid(state_dir) is not None
+        return True  # up --no-smf
+    return startd.running_pid(state_dir) is not None
 
 
 # --- commands -----------------------------------------------------------------------
@@ -150,14 +137,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if is_up(state_dir):
         print(f"devhost {state_dir} is already up; nothing to do")
         return 0
-    daemon = None
-    if not args.no_smf:
-        daemon = startd()
-        if daemon is None:
-            raise DevhostError(
-                f"the SMF restarter ({STARTD_DAEMON}) is not in this checkout yet; "
-                "use --no-smf for a devhost without SMF"
-            )
+    smf = not args.no_smf
     previous = _previous_kernel(state_dir)
     physmem = args.physmem or (previous.physmem if previous else machine_memory())
     speed = args.arc_shrink_speed
@@ -170,15 +150,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         run_dir = _fresh_run_dir(state_dir)
         config = write_config(state_dir, pool, run_dir)
         pid = None
-        if daemon is not None:
+        if smf:
             from devhost.smf.repository import Repository
 
             Repository(state_dir).boot()
-            pid = daemon.spawn(state_dir)
+            pid = startd.spawn(state_dir)
     except BaseException:
         zfspool.pool_down(state_dir)
         raise
-    marker = {"pool": pool.name, "run_dir": str(run_dir), "smf": daemon is not None}
+    marker = {"pool": pool.name, "run_dir": str(run_dir), "smf": smf}
     marker["booted"] = kernel.boot_time
     (state_dir / MARKER).write_text(json.dumps(marker) + "\n")
     print(f"devhost {state_dir} is up")
@@ -205,9 +185,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     if not state_dir.is_dir():
         print(f"devhost {state_dir} does not exist; nothing to do")
         return 0
-    daemon = startd()
-    if daemon is not None and daemon.running_pid(state_dir) is not None:
-        daemon.shutdown(state_dir)
+    if startd.running_pid(state_dir) is not None:
+        startd.shutdown(state_dir)
         print("restarter: every instance stopped; the restarter exited")
     for line in zfspool.pool_down(state_dir):
         print(line)
@@ -223,12 +202,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     pool = zfspool.pool_for(state_dir)
     print(f"state       {state_dir}")
     print(f"up          {'yes' if is_up(state_dir) else 'no'}")
-    daemon = startd()
-    if daemon is None:
-        print("restarter   not available in this checkout")
+    pid = startd.running_pid(state_dir)
+    if pid is not None:
+        print(f"restarter   pid {pid}")
+    elif marker is not None and not marker.get("smf"):
+        print("restarter   none (--no-smf)")
     else:
-        pid = daemon.running_pid(state_dir)
-        print(f"restarter   {f'pid {pid}' if pid else 'not running'}")
+        print("restarter   not running")
     health = zfspool.pool_health(pool.name)
     print(
         f"pool        {pool.name} {health or 'not imported'}" + (f", {pool.vms}" if health else "")
@@ -309,7 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="size of the sparse pool file, when it is created (default 8G)",
     )
     up.add_argument(
-        "--no-smf", action="store_true", help="no restarter: kernel, tools and pool only"
+        "--no-smf",
+        action="store_true",
+        help="no restarter: kernel, tools and pool only (the svc* tools still edit the "
+        "repository, but nothing acts on it)",
     )
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", parents=[state], help="shut the devhost down")

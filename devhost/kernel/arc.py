@@ -120,9 +120,22 @@ class Kernel:
         return max(0.0, now - self.boot_time)
 
 
+def swapfs_minfree(physmem_pages: int) -> int:
+    """swapfs_minfree in pages, as swapinit() leaves it with no /etc/system tunable:
+    MAX(btopr(2 MiB), physmem / 8) (illumos uts/common/fs/swapfs/swap_subr.c,
+    swapfs_recalc())."""
+    return max(-(-2 * MIB // PAGESIZE), physmem_pages >> 3)
+
+
+def arc_allmem(physmem: int) -> int:
+    """arc_init()'s allmem: ptob(physmem - swapfs_minfree) (illumos.md section 5)."""
+    pages = physmem // PAGESIZE
+    return (pages - swapfs_minfree(pages)) * PAGESIZE
+
+
 def arc_init_defaults(physmem: int) -> tuple[int, int]:
     """(c_min, c_max) as arc_init() sets them with no /etc/system tunables."""
-    allmem = physmem
+    allmem = arc_allmem(physmem)
     c_min = min(max(allmem // 64, 64 * MIB), 1 * GIB)
     c_max = max(allmem * 3 // 4, allmem - 1 * GIB)
     return c_min, c_max

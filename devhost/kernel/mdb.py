@@ -5,9 +5,9 @@ mdb_print.c cmd_print/elt_print, mdb_cmds.c write_arglist/write_uint64, mdb_io.c
 formats, mdb_lex.l, mdb_grammar.y, mdb_err.c, mdb_main.c):
 
     arc_stats::print [-adtx] arcstat_<stat>.value.ui64 ...
-        -> "fffffffffbc37f68 arcstat_c_max.value.ui64 = 0x3c0000000" (with -a)
+        -> "fffffffffbc37f68 arcstat_c_max.value.ui64 = 0x340000000" (with -a)
     ADDR/Z VALUE            (8-byte write; needs -w)
-        -> "arc_stats+0x650:0x3c0000000             =       0x200000000"
+        -> "arc_stats+0x650:0x340000000             =       0x200000000"
     ::quit, $q
 
 Expressions are symbols (arc_stats), numbers in mdb's default radix 16 (0x, 0t,

@@ -469,6 +469,19 @@ def _pattern_matches(pattern: _Pattern, fmri: str) -> bool:
     return end > 4  # a bare `svc:` or `lrc:` matches nothing
 
 
+def _names_an_instance(pattern: _Pattern) -> bool:
+    """A full instance FMRI (`svc:/service:instance`, no glob), not an abbreviation."""
+    if pattern.kind != "partial" or not pattern.arg.startswith("svc:"):
+        return False
+    parsed = parse_svc_fmri(pattern.arg)
+    return (
+        parsed is not None
+        and parsed.service is not None
+        and parsed.instance is not None
+        and parsed.pg is None
+    )
+
+
 def _add_match(pattern: _Pattern, fmri: str, explicit: bool) -> None:
     if explicit:
         # An instance displaces its own service (svcprop wants the instances).
@@ -488,10 +501,13 @@ def walk(
     explicit: bool = False,
     properties: bool = False,
     legacy: bool = False,
+    missing_instance: bool = False,
 ) -> Walk:
     """scf_walk_fmri(): resolve operands (full FMRIs, globs, abbreviations) to entities in
     the order libscf calls back, with its error messages. No operands: every instance (and
-    every service, with services=True)."""
+    every service, with services=True). missing_instance (svcs): a full instance FMRI
+    that names nothing is reported as `Instance "FMRI" does not exist.` (illumos.md
+    section 3) rather than as a pattern that matched nothing."""
     operands = list(operands)
     patterns = [_Pattern(arg) for arg in operands]
     searching = not operands
@@ -541,6 +557,8 @@ def walk(
         if not pattern.matches:
             if not legacy and pattern.arg.startswith("lrc:/"):
                 what = "Operation not supported for legacy service '{}'"
+            elif missing_instance and _names_an_instance(pattern):
+                what = 'Instance "{}" does not exist.'
             elif properties:
                 what = "Pattern '{}' doesn't match any entities"
             elif noinstance:

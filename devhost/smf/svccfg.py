@@ -20,9 +20,9 @@ from typing import Any, NoReturn
 
 from devhost.smf import manifest
 from devhost.smf import repository as repo
+from devhost.smf.cmdline import getopt
 from devhost.smf.notify import nudge
 from devhost.smf.repository import Doc, Pgs
-from devhost.smf.svcprop import getopt
 
 PROG = "svccfg"
 USAGE = (
@@ -661,7 +661,12 @@ class Engine:
             self.fail(f'Invalid property name "{prop_name}".')
         current = pg["props"].get(prop_name)
         if current is not None:
-            ptype = ptype or current["type"]
+            if ptype is not None and ptype != current["type"]:
+                # illumos.md section 3: a type that disagrees with the existing one fails.
+                # (lscf_setprop() itself changes the type, scf_transaction_property_
+                # change_type(); the message is lscf_setpropvalue()'s for addpropvalue.)
+                self.fail(f'Property "{prop_name}" is not of type "{type_word}".')
+            ptype = current["type"]
         elif ptype is None:
             ptype = self.parent_type(doc, pg_name, prop_name)
             if ptype is None:

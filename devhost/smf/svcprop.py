@@ -1,7 +1,8 @@
 """svcprop(1): print the values of service configuration properties.
 
 Follows illumos usr/src/cmd/svc/svcprop/svcprop.c: the effective view of an instance
-is its composed running snapshot plus its current non-persistent groups; output is
+is its composed running snapshot plus its current non-persistent groups (without a
+running snapshot, its directly attached groups, as illumos.md says); output is
 bare values unless types are asked for (-t), a whole group is shown, the -p forms
 are mixed, or several entities matched (then also full FMRIs). Kept free of heavy
 imports: the product runs it on every method start.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from devhost.smf import repository as repo
+from devhost.smf.cmdline import getopt
 from devhost.smf.repository import Doc, Pgs, Walked
 
 PROG = "svcprop"
@@ -44,44 +46,6 @@ def quote_for_shell(value: str) -> str:
     if value == "":
         return '""'
     return "".join("\\" + c if c in _SHELL_META else c for c in value)
-
-
-def getopt(prog: str, args: list[str], optstring: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """POSIX getopt as illumos libc does it, stopping at the first error, which comes
-    back as ("?", letter) after the SVID message went to stderr."""
-    opts: list[tuple[str, str]] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            i += 1
-            break
-        if not arg.startswith("-") or arg == "-":
-            break
-        j = 1
-        while j < len(arg):
-            c = arg[j]
-            at = optstring.find(c)
-            if at < 0 or c == ":":
-                sys.stderr.write(f"{prog}: illegal option -- {c}\n")
-                opts.append(("?", c))
-                return opts, args[i + 1 :]
-            if optstring[at + 1 : at + 2] != ":":
-                opts.append((c, ""))
-                j += 1
-                continue
-            if j + 1 < len(arg):
-                opts.append((c, arg[j + 1 :]))
-            elif i + 1 < len(args):
-                i += 1
-                opts.append((c, args[i]))
-            else:
-                sys.stderr.write(f"{prog}: option requires an argument -- {c}\n")
-                opts.append(("?", c))
-                return opts, []
-            break
-        i += 1
-    return opts, args[i:]
 
 
 class Svcprop:
@@ -295,10 +259,14 @@ class Svcprop:
                 return match.fmri
             return f"svc:/{match.service}"
 
+        # Without its running snapshot an instance shows its directly attached
+        # properties (illumos.md section 3; svcprop.c composes the current ones instead).
+        direct = self.big_c or (is_instance and self.snapshot is not None and snap is None)
+
         if not self.props:
             if self.quiet:
                 return
-            if self.big_c:
+            if direct:
                 groups, in_snap = node["pgs"], False
             elif snap is not None:
                 groups, in_snap = snap, True
@@ -314,7 +282,7 @@ class Svcprop:
 
         for first, second in self.props:
             in_snap = False
-            if self.big_c:
+            if direct:
                 pg = node["pgs"].get(first)
             elif snap is not None:
                 pg, in_snap = snap.get(first), True

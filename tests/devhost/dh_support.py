@@ -3,7 +3,6 @@ and whole devhosts driven with the real `devhost` command."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -74,21 +73,9 @@ def devhost(
     return proc
 
 
-def smf_available() -> bool:
-    # DEVHOST_TEST_NO_SMF=1 tests the rest while the restarter is being worked on.
-    if os.environ.get("DEVHOST_TEST_NO_SMF"):
-        return False
-    try:
-        import devhost.smf.startd.daemon  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
 def up_args(physmem: str | None = "16G") -> tuple[str, ...]:
-    """`devhost up` options for a test: a small pool; --no-smf until SMF exists."""
-    args = ("--pool-size", "256M", *(("--physmem", physmem) if physmem else ()))
-    return args if smf_available() else (*args, "--no-smf")
+    """`devhost up` options for a test: a small pool."""
+    return ("--pool-size", "256M", *(("--physmem", physmem) if physmem else ()))
 
 
 def tear_down(state: Path) -> None:

@@ -282,8 +282,12 @@ def stamp_text(line: str) -> str:
 
 
 @contextlib.contextmanager
-def smf_host() -> Iterator[SmfHost]:
-    state = Path(tempfile.mkdtemp(prefix="dh", dir="/tmp"))
+def smf_host(subdir: str | None = None) -> Iterator[SmfHost]:
+    """A running restarter on a fresh state directory under /tmp (in subdir of it,
+    when given: for long state paths)."""
+    top = Path(tempfile.mkdtemp(prefix="dh", dir="/tmp"))
+    state = top / subdir if subdir else top
+    state.mkdir(parents=True, exist_ok=True)
     host = SmfHost(state)
     try:
         tools.install(state)
@@ -291,6 +295,7 @@ def smf_host() -> Iterator[SmfHost]:
         yield host
     finally:
         tear_down(state)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def tear_down(state: Path) -> None:

@@ -9,18 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from dh_support import (
-    GIB,
-    KernelHost,
-    devhost,
-    smf_available,
-    tear_down,
-    up_args,
-)
+from dh_support import GIB, KernelHost, devhost, tear_down, up_args
 from support.zfs_pool import Pool
 
 from devhost import zfspool
 from devhost.kernel import arc
+from devhost.smf import notify
+from devhost.smf.startd import daemon
 from vmbundle import hostconfig
 from vmbundle.rundir import RunPaths
 
@@ -69,7 +64,7 @@ def test_up_boots_kernel_tools_pool_and_config(tmp_path: Path, devhost_states: l
         assert os.access(state / "bin" / tool, os.X_OK), tool
     kernel = arc.read(state)
     assert kernel.physmem == 16 * GIB
-    assert kernel.arc.c == kernel.arc.c_max == 15 * GIB
+    assert kernel.arc.c == kernel.arc.c_max == 13 * GIB
     config = hostconfig.load(state / "vmbundle.toml")
     assert config.bundle_roots == (str(pool.vms),)
     assert config.iso_dirs == (pool.iso,)
@@ -87,20 +82,26 @@ def test_a_second_up_is_a_noop_that_says_so(tmp_path: Path, devhost_states: list
     assert arc.read(state).boot_time == booted
 
 
-def test_run_dir_is_short_enough_for_qemu_sockets_when_the_state_dir_is_long(
+def test_run_dir_and_restarter_socket_are_short_enough_when_the_state_dir_is_long(
     tmp_path: Path, devhost_states: list[Path]
 ) -> None:
     state = tmp_path / ("long-" + "x" * 60) / "dh"
     devhost_states.append(state)
-    # --no-smf: the restarter's own socket, <state>/smf/startd.sock, would be too long.
-    out = devhost("up", "--state", str(state), "--pool-size", "256M", "--no-smf")
+    assert len(str(state / "smf" / "startd.sock")) >= 108
+    out = devhost("up", "--state", str(state), "--pool-size", "256M")
     config = hostconfig.load(state / "vmbundle.toml")
     assert config.run_dir != state / "run"
     assert not RunPaths.for_guest(config.run_dir, "g" * 63).too_long()
     assert (state / "run").resolve() == config.run_dir
     assert "too long" in out.stdout
+    # The restarter listens on a short socket instead, and svcadm's nudges reach it.
+    sock = notify.socket_path(state)
+    assert len(str(sock)) < 108 and sock.is_socket()
+    assert daemon.running_pid(state) is not None
+    assert "cannot listen" not in (state / "smf" / "startd.log").read_text()
     _down(state)
     assert not config.run_dir.exists()
+    assert not sock.exists() and not sock.parent.exists()
 
 
 def test_env_prints_shell_quoted_exports(tmp_path: Path) -> None:
@@ -151,7 +152,7 @@ def test_status_reports_pool_physmem_and_arc(tmp_path: Path, devhost_states: lis
     assert "up          yes" in out
     assert f"pool        {zfspool.pool_for(state).name} ONLINE" in out
     assert "physmem     16.0 GiB (4194304 pages)" in out
-    assert "c_max 15.0 GiB" in out
+    assert "c_max 13.0 GiB" in out
     assert re.search(r"^instances   \d+( \((\d+ [a-z]+(, )?)+\))?$", out, re.M)
     _down(state)
     assert "up          no" in devhost("status", "--state", str(state)).stdout
@@ -172,11 +173,8 @@ def test_two_devhosts_run_side_by_side(tmp_path: Path, devhost_states: list[Path
     assert ka.stat("c") == 1 * GIB and kb.stat("c") == arc.read(b).arc.c_max
     (pa.vms / "only-in-a").write_text("a")
     assert not (pb.vms / "only-in-a").exists()
-    if smf_available():
-        from devhost.smf.startd import daemon
-
-        pid_a, pid_b = daemon.running_pid(a), daemon.running_pid(b)
-        assert pid_a and pid_b and pid_a != pid_b
+    pid_a, pid_b = daemon.running_pid(a), daemon.running_pid(b)
+    assert pid_a and pid_b and pid_a != pid_b
     _down(a)
     assert pb.name in zfspool.imported_pools() and pa.name not in zfspool.imported_pools()
     assert "up          yes" in devhost("status", "--state", str(b)).stdout
@@ -197,7 +195,7 @@ def test_up_after_down_imports_the_pool_and_reboots_the_kernel(
     assert not os.path.ismount(pool.vms)
     _up(state)
     assert (pool.vms / "kept").read_text() == "data"
-    assert host.stat("c_max") == 15 * GIB  # mdb's poke died with the old boot
+    assert host.stat("c_max") == 13 * GIB  # mdb's poke died with the old boot
     assert arc.read(state).physmem == 16 * GIB
 
 
@@ -230,17 +228,24 @@ def test_down_leaves_a_daemon_that_others_still_use(
     assert zfspool.daemon_answers()  # the session's test pool is still there
 
 
-def test_up_without_the_restarter_needs_no_smf(tmp_path: Path, devhost_states: list[Path]) -> None:
-    from devhost import cli
-
-    if cli.startd() is not None:
-        pytest.skip("the restarter is in this checkout")
+def test_up_no_smf_boots_kernel_tools_and_pool_without_a_restarter(
+    tmp_path: Path, devhost_states: list[Path]
+) -> None:
     state = tmp_path / "dh"
     devhost_states.append(state)
-    out = devhost("up", "--state", str(state), check=False)
-    assert out.returncode == 1
-    assert "--no-smf" in out.stderr
-    assert not (state / "kernel.json").exists()
+    out = devhost("up", "--state", str(state), *up_args(), "--no-smf")
+    assert "restarter   none (--no-smf)" in out.stdout
+    assert daemon.running_pid(state) is None
+    assert arc.read(state).physmem == 16 * GIB
+    assert zfspool.pool_for(state).name in zfspool.imported_pools()
+    status = devhost("status", "--state", str(state)).stdout
+    assert "up          yes" in status
+    assert "restarter   none (--no-smf)" in status
+    again = _up(state)
+    assert again.stdout == f"devhost {state} is already up; nothing to do\n"
+    out = _down(state)
+    assert "restarter:" not in out.stdout
+    assert "up          no" in devhost("status", "--state", str(state)).stdout
 
 
 # --- SMF ----------------------------------------------------------------------------
@@ -249,10 +254,6 @@ def test_up_without_the_restarter_needs_no_smf(tmp_path: Path, devhost_states: l
 def test_up_spawns_the_restarter_and_down_stops_it(
     tmp_path: Path, devhost_states: list[Path]
 ) -> None:
-    if not smf_available():
-        pytest.skip("the restarter is not in this checkout")
-    from devhost.smf.startd import daemon
-
     state = tmp_path / "dh"
     devhost_states.append(state)
     _up(state)
@@ -267,8 +268,6 @@ def test_up_spawns_the_restarter_and_down_stops_it(
 def test_up_after_down_keeps_persistent_properties_and_drops_nonpersistent(
     tmp_path: Path, devhost_states: list[Path]
 ) -> None:
-    if not smf_available():
-        pytest.skip("the restarter is not in this checkout")
     from devhost.smf import repository
     from devhost.smf.fmri import Fmri
 

@@ -22,12 +22,33 @@ def _boot(tmp_path: Path, physmem: int = 16 * GIB, speed: int = 1 * GIB) -> arc.
 
 
 @pytest.mark.parametrize(
+    ("physmem", "minfree"),
+    [
+        (16 * GIB, 2 * GIB),  # physmem/8
+        (8 * MIB, 2 * MIB),  # btopr(2 MiB) beats physmem/8
+        (16 * MIB, 2 * MIB),  # the two agree
+        (16 * GIB + 3 * 4096, 2 * GIB),  # physmem/8 in whole pages, rounded down
+    ],
+)
+def test_swapfs_minfree_defaults_to_an_eighth_of_physmem_or_2_mib(
+    physmem: int, minfree: int
+) -> None:
+    assert arc.swapfs_minfree(physmem // arc.PAGESIZE) * arc.PAGESIZE == minfree
+
+
+def test_arc_allmem_is_physmem_less_swapfs_minfree() -> None:
+    # illumos.md section 5: allmem = ptob(physmem - swapfs_minfree).
+    assert arc.arc_allmem(16 * GIB) == 14 * GIB
+    assert arc.arc_allmem(8 * MIB) == 6 * MIB
+
+
+@pytest.mark.parametrize(
     ("physmem", "c_min", "c_max"),
     [
-        (2 * GIB, 64 * MIB, 1536 * MIB),  # allmem*3/4 beats allmem - 1G
-        (16 * GIB, 256 * MIB, 15 * GIB),  # allmem/64 between 64M and 1G
-        (128 * GIB, 1 * GIB, 127 * GIB),  # allmem/64 capped at 1G
-        (1 * GIB, 64 * MIB, 768 * MIB),  # allmem/64 raised to 64M
+        (2 * GIB, 64 * MIB, 1344 * MIB),  # allmem 1.75G: allmem*3/4 beats allmem - 1G
+        (16 * GIB, 224 * MIB, 13 * GIB),  # allmem 14G: allmem/64 between 64M and 1G
+        (128 * GIB, 1 * GIB, 111 * GIB),  # allmem 112G: allmem/64 capped at 1G
+        (1 * GIB, 64 * MIB, 672 * MIB),  # allmem 896M: allmem/64 raised to 64M
     ],
 )
 def test_arc_init_defaults_follow_illumos(physmem: int, c_min: int, c_max: int) -> None:
@@ -36,9 +57,9 @@ def test_arc_init_defaults_follow_illumos(physmem: int, c_min: int, c_max: int) 
 
 def test_boot_sets_c_to_c_max_p_to_half_and_a_warm_size(tmp_path: Path) -> None:
     k = _boot(tmp_path)
-    assert k.arc.c == k.arc.c_max == 15 * GIB
+    assert k.arc.c == k.arc.c_max == 13 * GIB
     assert k.arc.p == k.arc.c // 2
-    assert k.arc.size == int(15 * GIB * arc.WARM_FRACTION)
+    assert k.arc.size == int(13 * GIB * arc.WARM_FRACTION)
     assert k.physmem_pages * arc.PAGESIZE == 16 * GIB
 
 
@@ -62,14 +83,14 @@ def test_writing_c_max_alone_does_not_shrink_the_arc(tmp_path: Path) -> None:
     # illumos arc_adapt() returns early when arc_c >= arc_c_max: the target stays.
     k = _boot(tmp_path)
     k = arc.poke(tmp_path, "c_max", 2 * GIB, now=T0)
-    assert k.arc.c == 15 * GIB
+    assert k.arc.c == 13 * GIB
     assert k.arc.size_now(T0 + 3600) == k.arc.size
 
 
 def test_arc_size_does_not_grow_back_when_c_is_raised(tmp_path: Path) -> None:
     _boot(tmp_path, speed=1 * GIB)
     arc.poke(tmp_path, "c", 4 * GIB, now=T0)
-    k = arc.poke(tmp_path, "c", 15 * GIB, now=T0 + 100)
+    k = arc.poke(tmp_path, "c", 13 * GIB, now=T0 + 100)
     assert k.arc.size_now(T0 + 10_000) == 4 * GIB
 
 
@@ -92,7 +113,7 @@ def test_boot_forgets_what_mdb_poked(tmp_path: Path) -> None:
     _boot(tmp_path)
     arc.poke(tmp_path, "c_max", 2 * GIB, now=T0)
     k = _boot(tmp_path)
-    assert k.arc.c_max == 15 * GIB
+    assert k.arc.c_max == 13 * GIB
 
 
 def test_read_without_a_booted_kernel_raises_kernel_missing(tmp_path: Path) -> None:

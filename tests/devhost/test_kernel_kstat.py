@@ -21,13 +21,13 @@ def _lines(out: str) -> list[str]:
 def test_kstat_p_prints_module_instance_name_statistic_tab_value(kernel_host: KernelHost) -> None:
     out = kernel_host.run("kstat", "-p", "zfs:0:arcstats:c_max")
     assert out.returncode == 0
-    assert out.stdout == f"zfs:0:arcstats:c_max\t{15 * GIB}\n"
+    assert out.stdout == f"zfs:0:arcstats:c_max\t{13 * GIB}\n"
     assert out.stderr == ""
 
 
 def test_kstat_C_separates_the_value_with_a_colon(kernel_host: KernelHost) -> None:
     out = kernel_host.run("kstat", "-C", "zfs:0:arcstats:c_max")
-    assert out.stdout == f"zfs:0:arcstats:c_max:{15 * GIB}\n"
+    assert out.stdout == f"zfs:0:arcstats:c_max:{13 * GIB}\n"
 
 
 def test_kstat_l_lists_names_without_values(kernel_host: KernelHost) -> None:
@@ -70,7 +70,7 @@ def test_kstat_without_p_shows_the_class_in_the_header_only(kernel_host: KernelH
     assert out.stdout == (
         "module: zfs                             instance: 0     \n"
         "name:   arcstats                        class:    misc\n"
-        f"\tc_max                           {15 * GIB}\n"
+        f"\tc_max                           {13 * GIB}\n"
         "\n"
     )
     no_class = kernel_host.run("kstat", "zfs:0:arcstats:class")
@@ -78,7 +78,7 @@ def test_kstat_without_p_shows_the_class_in_the_header_only(kernel_host: KernelH
 
 
 def test_kstat_empty_fields_and_globs_match_everything(kernel_host: KernelHost) -> None:
-    expected = f"zfs:0:arcstats:c_max\t{15 * GIB}\n"
+    expected = f"zfs:0:arcstats:c_max\t{13 * GIB}\n"
     for selector in ("::arcstats:c_max", "zfs:*:arc*:c_max", ":::c_max", "zfs:0::c_max"):
         out = kernel_host.run("kstat", "-p", selector)
         assert out.stdout == expected, selector
@@ -167,13 +167,13 @@ def test_kstat_j_prints_json_with_the_pseudo_statistics(kernel_host: KernelHost)
     out = kernel_host.run("kstat", "-j", "zfs:0:arcstats:/^(c|crtime)$/")
     doc = json.loads(out.stdout)
     assert doc[0]["module"] == "zfs" and doc[0]["class"] == "misc" and doc[0]["type"] == 1
-    assert doc[0]["data"]["c"] == 15 * GIB
+    assert doc[0]["data"]["c"] == 13 * GIB
     assert "class" not in doc[0]["data"]
 
 
 def test_kstat_interval_and_count_repeat_the_report(kernel_host: KernelHost) -> None:
     out = kernel_host.run("kstat", "-p", "zfs:0:arcstats:c", "1", "2")
-    assert out.stdout == f"zfs:0:arcstats:c\t{15 * GIB}\n\nzfs:0:arcstats:c\t{15 * GIB}\n"
+    assert out.stdout == f"zfs:0:arcstats:c\t{13 * GIB}\n\nzfs:0:arcstats:c\t{13 * GIB}\n"
 
 
 def test_system_pages_counts_pages_of_4096_bytes(kernel_host: KernelHost) -> None:

@@ -23,7 +23,7 @@ def test_mdb_print_a_prints_address_member_and_hex_value(kernel_host: KernelHost
     kernel = arc.read(kernel_host.state)
     assert int(m.group(1), 16) == arc.value_address(kernel, "c_max")
     assert m.group(2) == "arcstat_c_max.value.ui64"
-    assert int(m.group(3), 16) == kernel_host.stat("c_max") == 15 * GIB
+    assert int(m.group(3), 16) == kernel_host.stat("c_max") == 13 * GIB
     assert out.stdout.endswith("\n") and out.stdout.count("\n") == 1
 
 
@@ -41,11 +41,11 @@ def test_mdb_print_without_a_omits_the_address_and_d_prints_0t_decimal(
     kernel_host: KernelHost,
 ) -> None:
     plain = kernel_host.mdb("arc_stats::print arcstat_c_max.value.ui64\n")
-    assert plain.stdout == f"arcstat_c_max.value.ui64 = {15 * GIB:#x}\n"
+    assert plain.stdout == f"arcstat_c_max.value.ui64 = {13 * GIB:#x}\n"
     dec = kernel_host.mdb("arc_stats::print -d arcstat_c_max.value.ui64\n")
-    assert dec.stdout == f"arcstat_c_max.value.ui64 = 0t{15 * GIB}\n"
+    assert dec.stdout == f"arcstat_c_max.value.ui64 = 0t{13 * GIB}\n"
     typed = kernel_host.mdb("arc_stats::print -t arcstat_c_max.value.ui64\n")
-    assert typed.stdout == f"uint64_t arcstat_c_max.value.ui64 = {15 * GIB:#x}\n"
+    assert typed.stdout == f"uint64_t arcstat_c_max.value.ui64 = {13 * GIB:#x}\n"
 
 
 def test_mdb_addresses_are_stable_per_state_dir_and_differ_between_devhosts(
@@ -65,7 +65,7 @@ def test_mdb_without_w_refuses_writes(kernel_host: KernelHost) -> None:
     assert out.stderr == (
         f"mdb: failed to write 200000000 at address 0x{addr}: target is not open for writing\n"
     )
-    assert kernel_host.stat("c_max") == 15 * GIB
+    assert kernel_host.stat("c_max") == 13 * GIB
 
 
 def test_mdb_w_write_echoes_address_old_and_new_value(kernel_host: KernelHost) -> None:
@@ -77,7 +77,7 @@ def test_mdb_w_write_echoes_address_old_and_new_value(kernel_host: KernelHost) -
     offset = int(addr, 16) - kernel.arc_stats_addr
     label = f"arc_stats+{offset:#x}:"
     label += " " * (-len(label) % 16)
-    old = f"{15 * GIB:#x}".ljust(24) + "="
+    old = f"{13 * GIB:#x}".ljust(24) + "="
     line = label + old
     line += " " * (-len(line) % 8)
     assert out.stdout == line + "0x200000000\n"
@@ -102,7 +102,7 @@ def test_writing_c_max_alone_does_not_shrink_the_arc(tmp_path: Path) -> None:
     host.mdb(f"{host.address('c_max')}/Z 0x40000000\n", write=True)
     time.sleep(0.2)
     assert host.stat("c_max") == 1 * GIB
-    assert host.stat("c") == 15 * GIB
+    assert host.stat("c") == 13 * GIB
     assert host.stat("size") == size
 
 
@@ -162,13 +162,13 @@ def test_mdb_unknown_things_fail_with_mdbs_messages_and_exit_0(kernel_host: Kern
 
 def test_mdb_goes_on_after_a_failing_command(kernel_host: KernelHost) -> None:
     out = kernel_host.mdb("::bogus\narc_stats::print arcstat_c.value.ui64\n")
-    assert out.stdout == f"arcstat_c.value.ui64 = {15 * GIB:#x}\n"
+    assert out.stdout == f"arcstat_c.value.ui64 = {13 * GIB:#x}\n"
     assert out.stderr.startswith("mdb: invalid command")
 
 
 def test_mdb_e_exits_1_when_the_command_fails(kernel_host: KernelHost) -> None:
     ok = kernel_host.run("mdb", "-k", "-e", "arc_stats::print arcstat_c.value.ui64")
-    assert (ok.returncode, ok.stdout) == (0, f"arcstat_c.value.ui64 = {15 * GIB:#x}\n")
+    assert (ok.returncode, ok.stdout) == (0, f"arcstat_c.value.ui64 = {13 * GIB:#x}\n")
     addr = kernel_host.address("c")
     refused = kernel_host.run("mdb", "-k", "-e", f"{addr}/Z 1")
     assert refused.returncode == 1

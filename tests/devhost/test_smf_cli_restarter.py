@@ -3,11 +3,16 @@ processes `svcs -p` lists, and a refresh posted by svccfg reaching svc.startd.""
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import textwrap
+from pathlib import Path
 
-from smf_support import SmfHost
+from smf_support import SmfHost, smf_host
 from smfcli_support import bundle
+
+from devhost.smf import notify
 
 FMRI = "svc:/site/sleeper:default"
 
@@ -80,3 +85,37 @@ def test_svccfg_refresh_makes_the_restarter_reread_the_configuration(smf_host: S
         lambda: "refresh" not in smf_host.props(FMRI, "restarter_actions"),
     )
     smf_host.wait_state(FMRI, "online")
+
+
+def _listening(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.sendto(b"!", str(path))
+        except OSError:
+            return False
+    return True
+
+
+def test_restarter_socket_is_under_the_state_dir_when_the_path_is_short(
+    smf_host: SmfHost,
+) -> None:
+    sock = notify.socket_path(smf_host.state)
+    assert sock == smf_host.state / "smf" / "startd.sock"
+    assert _listening(sock)
+
+
+def test_restarter_socket_moves_to_a_private_tmp_dir_when_the_state_path_is_long() -> None:
+    with smf_host("long-" + "x" * 100) as host:
+        natural = host.state / "smf" / "startd.sock"
+        assert len(str(natural)) >= 108
+        sock = notify.socket_path(host.state)
+        assert len(str(sock)) < 108 and sock.parent != natural.parent
+        st = os.lstat(sock.parent)
+        assert (st.st_mode & 0o777, st.st_uid) == (0o700, os.getuid())
+        assert _listening(sock)
+        assert "cannot listen" not in (host.state / "smf" / "startd.log").read_text()
+        # svcadm (the nudge) and the restarter agree: an enable is acted on.
+        imported(host)
+        host.svcadm("disable", FMRI)
+        host.wait_state(FMRI, "disabled")
+    assert not sock.exists() and not sock.parent.exists()

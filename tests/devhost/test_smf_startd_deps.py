@@ -28,10 +28,49 @@ def test_require_all_waits_offline_until_the_dependency_is_online(smf_host: SmfH
     smf_host.wait_state(B, "offline")
     time.sleep(0.5)
     assert smf_host.state_of(B) == "offline"
-    assert smf_host.props(B)["auxiliary_state"] == ["dependencies_unsatisfied"]
     smf_host.svcadm("enable", A)
     smf_host.wait_state(B, "online")
     assert smf_host.props(B)["auxiliary_state"] == ["dependencies_satisfied"]
+
+
+def test_waiting_for_dependencies_keeps_the_reason_it_went_offline(smf_host: SmfHost) -> None:
+    # restarter.c writes no auxiliary state of its own while an instance waits: it
+    # keeps enable_inst()'s reason (per_configuration from uninitialized,
+    # enable_request from disabled). There is no "dependencies_unsatisfied".
+    smf_host.add(A, start=_daemon(smf_host, "a"), enabled=False)
+    smf_host.add(B, start=_daemon(smf_host, "b"), deps=(Dep("a", (A,)),))
+    smf_host.wait_state(B, "offline")
+    time.sleep(1.1)  # a tick of the restarter's loop at least
+    assert smf_host.props(B)["auxiliary_state"] == ["per_configuration"]
+    smf_host.svcadm("disable", B)
+    smf_host.wait_state(B, "disabled")
+    smf_host.svcadm("enable", B)
+    smf_host.wait_state(B, "offline")
+    time.sleep(1.1)
+    assert smf_host.state_of(B) == "offline"
+    assert smf_host.props(B)["auxiliary_state"] == ["enable_request"]
+
+
+def test_svcs_x_explains_a_waiting_instance_by_its_dependency_state(smf_host: SmfHost) -> None:
+    smf_host.add(A, start=_daemon(smf_host, "a"), enabled=False)
+    smf_host.add(B, start=_daemon(smf_host, "b"), deps=(Dep("a", (A,)),))
+    smf_host.wait_state(B, "offline")
+    smf_host.wait_state(A, "disabled")
+    out = smf_host.run(str(smf_host.bin / "svcs"), "-x", B).stdout.splitlines()
+    assert out[0] == f"{B} (?)"
+    assert out[1].startswith(" State: offline since ")
+    assert out[2:4] == [
+        f"Reason: Service {A} is disabled.",
+        "   See: http://illumos.org/msg/SMF-8000-GE",
+    ]
+    assert out[-1] == "Impact: This service is not running."
+    out = smf_host.run(str(smf_host.bin / "svcs"), "-xv", B).stdout.splitlines()
+    assert out[4:6] == [f"  Path: {B}", f"{'':8}  {A}"]
+    # Without operands, the root cause is listed with what it holds up.
+    out = smf_host.run(str(smf_host.bin / "svcs"), "-x").stdout
+    assert out.startswith(f"{A} (?)\n State: disabled since ")
+    assert "Reason: Disabled by an administrator.\n" in out
+    assert "Impact: 1 dependent service is not running.  (Use -v for list.)\n" in out
 
 
 def test_require_any_is_satisfied_by_one_online_instance(smf_host: SmfHost) -> None:
@@ -102,7 +141,7 @@ def test_path_dependency_needs_the_file(smf_host: SmfHost) -> None:
     )
     smf_host.wait_state(B, "offline")
     needed.touch()
-    time.sleep(1.5)
+    time.sleep(1.1)
     # svc.startd assumes files do not appear by themselves: it looks again on
     # the instance's next event, such as a refresh.
     assert smf_host.state_of(B) == "offline"

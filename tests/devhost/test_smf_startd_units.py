@@ -3,6 +3,7 @@ dependency evaluation and the rate limit, without a daemon."""
 
 from __future__ import annotations
 
+import os
 import signal
 import string
 import subprocess
@@ -13,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devhost import zfspool
+from devhost.smf import notify
 from devhost.smf.fmri import Fmri, parse
 from devhost.smf.startd import config, graph, methods
 from devhost.smf.startd.config import Dependency, Style
@@ -219,3 +222,39 @@ def test_rate_limit_is_an_average_gap_over_five_starts() -> None:
     assert rate_critical(inst, sp)  # 100 s apart on average: under 600 s
     inst.start_times = [0, 700, 1400, 2100, 2800]
     assert not rate_critical(inst, sp)
+
+
+# --- the restarter's socket (devhost.smf.notify) --------------------------------------------
+
+
+def test_socket_path_is_startd_sock_in_the_state_dir_while_short_enough() -> None:
+    state = Path("/var/tmp/devhost-0")
+    assert notify.socket_path(state) == state / "smf" / "startd.sock"
+    limit = Path("/" + "s" * (107 - len("/smf/startd.sock") - 1))
+    assert len(str(notify.socket_path(limit))) == 107
+    assert notify.socket_path(limit).parent == limit / "smf"
+
+
+def test_socket_path_of_a_long_state_dir_is_short_stable_and_distinct() -> None:
+    a = Path("/" + "a" * 100)
+    b = Path("/" + "b" * 100)
+    assert len(str(a / "smf" / "startd.sock")) >= 108
+    pa = notify.socket_path(a)
+    assert len(str(pa)) < 108 and pa.name == "startd.sock"
+    assert str(pa.parent) == "/tmp/dh-smf-" + zfspool.pool_for(a).name[2:]  # the same hash
+    assert pa == notify.socket_path(a) != notify.socket_path(b)
+    assert notify.is_short(pa) and not notify.is_short(notify.socket_path(Path("/x")))
+
+
+def test_socket_dir_under_tmp_must_be_private() -> None:
+    sock = notify.socket_path(Path("/" + "p" * 100) / str(os.getpid()))
+    try:
+        sock.parent.mkdir(mode=0o755)
+        os.chmod(sock.parent, 0o755)
+        with pytest.raises(PermissionError, match="not a private directory"):
+            notify.prepare(sock)
+        os.chmod(sock.parent, 0o700)
+        notify.prepare(sock)
+    finally:
+        notify.remove(sock)
+    assert not sock.parent.exists()

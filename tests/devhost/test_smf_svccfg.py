@@ -36,6 +36,17 @@ def test_setprop_infers_the_type_of_an_existing_property(cli: Cli) -> None:
     assert svc_props(cli, "config")["ram"] == ("count", ["1024"])
 
 
+def test_setprop_with_a_type_disagreeing_with_the_existing_property_fails(cli: Cli) -> None:
+    # illumos.md section 3 (lscf_setprop() would change the type); the message is
+    # svccfg's own for addpropvalue with the wrong type.
+    proc = cli.run("svccfg", "-s", "site/demo", "setprop", "config/ram", "=", "astring:", "big")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == 'svccfg: Property "ram" is not of type "astring:".\n'
+    proc = cli.run("svccfg", "-s", "site/demo", "setprop", "config/ram", "=", "integer:", "(1 2)")
+    assert proc.stderr == 'svccfg: Property "ram" is not of type "integer:".\n'
+    assert svc_props(cli, "config")["ram"] == ("count", ["2048"])
+
+
 def test_setprop_type_required_for_new_properties(cli: Cli) -> None:
     proc = cli.run("svccfg", "-s", "site/demo", "setprop", "config/new", "=", "5")
     assert (proc.returncode, proc.stderr) == (1, "svccfg: Type required for new properties.\n")

@@ -146,9 +146,27 @@ def test_restarter_group_is_read_live_under_the_running_snapshot(cli: Cli) -> No
     assert cli.ok("svcprop", "-p", "restarter/state", DEMO) == "maintenance\n"
 
 
-def test_instance_without_running_snapshot_shows_current_properties(cli: Cli) -> None:
+def test_instance_without_running_snapshot_shows_only_directly_attached_properties(
+    cli: Cli,
+) -> None:
+    # illumos.md section 3. (svcprop.c itself would compose the current properties.)
+    fresh = "svc:/site/demo:fresh"
     cli.ok("svccfg", "-s", "site/demo", "add", "fresh")
-    assert cli.ok("svcprop", "-p", "config/ram", "svc:/site/demo:fresh") == "2048\n"
+    proc = cli.run("svcprop", "-p", "config/ram", fresh)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert (
+        proc.stderr == f"svcprop: Couldn't find property group `config' for instance `{fresh}'.\n"
+    )
+    assert cli.ok("svcprop", "-c", "-p", "config/ram", fresh) == "2048\n"
+    cli.ok("svccfg", "-s", fresh, "addpg", "config", "application")
+    cli.ok("svccfg", "-s", fresh, "setprop", "config/ram", "=", "count:", "64")
+    assert cli.ok("svcprop", "-p", "config/ram", fresh) == "64\n"
+    assert cli.ok("svcprop", "-p", "config", fresh) == "config/ram count 64\n"
+    assert cli.ok("svcprop", fresh).splitlines() == ["config/ram count 64"]
+    cli.restarter(fresh, "offline")
+    lines = cli.ok("svcprop", fresh).splitlines()
+    assert "config/ram count 64" in lines and "restarter/state astring offline" in lines
+    assert not any(line.startswith(("start/", "general/")) for line in lines)
 
 
 # --- errors -----------------------------------------------------------------------------

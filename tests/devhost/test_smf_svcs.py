@@ -233,11 +233,32 @@ def test_pattern_matching_nothing_is_exit_1_after_the_header(cli: Cli) -> None:
     assert proc.stderr == "svcs: Pattern 'nosuch' doesn't match any instances\n"
 
 
-def test_missing_instance_fmri_is_a_pattern_error(cli: Cli) -> None:
+def test_missing_instance_fmri_says_the_instance_does_not_exist(cli: Cli) -> None:
+    # illumos.md section 3: `Instance "..." does not exist.` (svcs's uu_warn prefix added).
     proc = cli.run("svcs", "-H", "svc:/site/alpha:nope", "alpha")
     assert proc.returncode == 1
-    assert proc.stderr == "svcs: Pattern 'svc:/site/alpha:nope' doesn't match any instances\n"
+    assert proc.stderr == 'svcs: Instance "svc:/site/alpha:nope" does not exist.\n'
     assert "svc:/site/alpha:default" in proc.stdout
+    proc = cli.run("svcs", "-H", "-o", "state", "svc:/site/nosuch:default")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == 'svcs: Instance "svc:/site/nosuch:default" does not exist.\n'
+    for opts in (["-l"], ["-x"], ["-d"], ["-L"]):
+        proc = cli.run("svcs", *opts, "svc:/site/alpha:nope")
+        assert proc.returncode == 1, opts
+        assert proc.stderr.endswith('svcs: Instance "svc:/site/alpha:nope" does not exist.\n')
+
+
+def test_abbreviations_and_globs_matching_nothing_keep_the_pattern_message(cli: Cli) -> None:
+    for operand, shown in (
+        ("alpha:nope", "alpha:nope"),
+        ("site/alpha:nope", "site/alpha:nope"),
+        ("svc:/site/alpha:no*", "svc:/site/alpha:no*"),
+        ("site/al*:nope", "svc:/site/al*:nope"),
+        ("svc:/site/nosuch", "svc:/site/nosuch"),
+    ):
+        proc = cli.run("svcs", "-H", operand)
+        assert proc.returncode == 1, operand
+        assert proc.stderr == f"svcs: Pattern '{shown}' doesn't match any instances\n"
 
 
 def test_glob_without_scheme_is_reported_with_svc_prefix(cli: Cli) -> None:

@@ -4,8 +4,9 @@
 
 One daemon per state directory (an flock on `<state>/smf/startd.lock` makes
 sure). It logs to `<state>/smf/startd.log`, writes `<state>/smf/startd.pid` once
-it serves, listens for the svc* commands' nudges on `<state>/smf/startd.sock`,
-and reads the repository at least every second.
+it serves, listens for the svc* commands' nudges on `<state>/smf/startd.sock`
+(or a short path under /tmp when that one is too long: devhost.smf.notify), and
+reads the repository at least every second.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def shutdown(state_dir: Path, timeout: float = 120) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         contracts.kill_all(state_dir)
+        notify.remove(notify.socket_path(state_dir))  # it had no time to
     pid_file(state_dir).unlink(missing_ok=True)
 
 
@@ -117,12 +119,12 @@ def shutdown(state_dir: Path, timeout: float = 120) -> None:
 
 
 def _listen(path: Path, wake: threading.Event, log: logging.Logger) -> socket.socket | None:
-    path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
+        notify.prepare(path)
         sock.bind(str(path))
     except OSError as e:
-        # A state directory too deep for a socket path: polling alone still works.
+        # Nudges are a speed-up only: polling alone still works.
         log.warning("cannot listen on %s (%s); reading the repository every second", path, e)
         sock.close()
         return None
@@ -209,7 +211,7 @@ def serve(state_dir: Path, ready_fd: int | None = None) -> int:
     finally:
         if sock is not None:
             sock.close()
-            notify.socket_path(state_dir).unlink(missing_ok=True)
+            notify.remove(notify.socket_path(state_dir))
         pid_file(state_dir).unlink(missing_ok=True)
         log.info("exiting")
     return 0

@@ -605,19 +605,15 @@ class Restarter:
         if inst.state == "offline" and not inst.disabling and self.enabled(inst.fmri):
             if time.monotonic() < inst.hold_until:
                 return
+            # Waiting for dependencies writes nothing: restarter/auxiliary_state keeps
+            # the reason of the move to offline (restarter.c has no "unsatisfied"
+            # reason; svcs -x works the cause out from the dependencies' states).
             if graph.Evaluator(self).instance(inst.fmri) == graph.SATISFIED:
                 cleared = "clear_request" if inst.cleared else "dependencies_satisfied"
                 reason = inst.start_reason or cleared
                 inst.start_reason = None
                 inst.cleared = False
                 self.start_instance(inst, reason)
-            elif inst.aux != "dependencies_unsatisfied":
-                write_restarter(
-                    self.repo,
-                    inst.fmri,
-                    {"auxiliary_state": ("astring", ["dependencies_unsatisfied"])},
-                )
-                inst.aux = "dependencies_unsatisfied"
 
     def _enable_step(self, inst: Instance) -> None:
         enabled = self.enabled(inst.fmri)

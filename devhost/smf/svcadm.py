@@ -617,11 +617,7 @@ def _enable(adm: Svcadm, args: list[str]) -> int:
             adm.enable_recursive(fmri, "-t" in flags)
         else:
             adm.set_enabled(fmri, True, "-t" in flags)
-    notify.nudge(adm.state_dir)
-    if "-s" in flags and adm.exit_status == EXIT_OK:
-        for fmri in fmris:
-            adm.wait_enabled(fmri)
-    return adm.exit_status
+    return _nudge_and_wait(adm, fmris, adm.wait_enabled if "-s" in flags else None)
 
 
 def _disable(adm: Svcadm, args: list[str]) -> int:
@@ -631,10 +627,15 @@ def _disable(adm: Svcadm, args: list[str]) -> int:
     fmris = adm.walk(_operands(adm, args))
     for fmri in fmris:
         adm.set_enabled(fmri, False, "-t" in flags, comment)
+    return _nudge_and_wait(adm, fmris, adm.wait_disabled if "-s" in flags else None)
+
+
+def _nudge_and_wait(adm: Svcadm, fmris: list[Fmri], wait: Callable[[Fmri], None] | None) -> int:
+    """Tell the restarter, then (for -s) wait for each instance, unless one already failed."""
     notify.nudge(adm.state_dir)
-    if "-s" in flags and adm.exit_status == EXIT_OK:
+    if wait is not None and adm.exit_status == EXIT_OK:
         for fmri in fmris:
-            adm.wait_disabled(fmri)
+            wait(fmri)
     return adm.exit_status
 
 

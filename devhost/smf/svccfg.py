@@ -643,11 +643,8 @@ class Engine:
         with self.editing() as doc:
             self.setprop(doc, name, type_word, values, listed)
 
-    def setprop(
-        self, doc: Doc, name: str, type_word: str | None, values: list[str], listed: bool
-    ) -> None:
-        """lscf_setprop()."""
-        node = self.need_entity(doc)
+    def property_and_type(self, name: str, type_word: str | None) -> tuple[str, str, str | None]:
+        """pg, prop and the SMF type (None when not given) of a `pg/prop [type:]` argument."""
         pg_name, slash, prop_name = name.partition("/")
         if not slash:
             self.fail("Property names must contain a `/'.")
@@ -656,6 +653,14 @@ class Engine:
             ptype = string_to_type(type_word)
             if ptype is None:
                 self.fail(f'Unknown type "{type_word}".')
+        return pg_name, prop_name, ptype
+
+    def setprop(
+        self, doc: Doc, name: str, type_word: str | None, values: list[str], listed: bool
+    ) -> None:
+        """lscf_setprop()."""
+        node = self.need_entity(doc)
+        pg_name, prop_name, ptype = self.property_and_type(name, type_word)
         pg = self.find_pg(node, pg_name)
         if not repo.valid_name(prop_name):
             self.fail(f'Invalid property name "{prop_name}".')
@@ -729,14 +734,7 @@ class Engine:
     ) -> None:
         """lscf_setpropvalue(): add a value, or delete the values matching a glob."""
         node = self.need_entity(doc)
-        pg_name, slash, prop_name = name.partition("/")
-        if not slash:
-            self.fail("Property names must contain a `/'.")
-        ptype: str | None = None
-        if type_word is not None:
-            ptype = string_to_type(type_word)
-            if ptype is None:
-                self.fail(f'Unknown type "{type_word}".')
+        pg_name, prop_name, ptype = self.property_and_type(name, type_word)
         pg = self.find_pg(node, pg_name, notfound_ok=notfound_ok)
         if pg is None:
             return

@@ -89,15 +89,22 @@ def read_document(path: Path) -> dict[str, object]:
     return doc
 
 
-def load(
+def load(path: Path, host: HostConfig, means: HostMeans | None = None) -> Bundle:
+    """The bundle at path, checked; ConfigError lists every problem, one line each."""
+    return Bundle(path=path, config=check_document(read_document(path), path, host, means))
+
+
+def check_document(
+    doc: dict[str, object],
     path: Path,
     host: HostConfig,
     means: HostMeans | None = None,
     *,
-    check_files: bool = True,
-) -> Bundle:
-    """The bundle at path, checked; ConfigError lists every problem, one line each."""
-    doc = read_document(path)
+    disks_made: bool = True,
+) -> VmConfig:
+    """The config in doc for a bundle at path, checked as `validate` checks it: the
+    file, the host's means, the bundle's name and its files (its disks only once
+    they are made). ConfigError lists every problem, one line each."""
     label = _guest_label(path, doc)
     try:
         cfg = config.structure(doc)
@@ -112,11 +119,10 @@ def load(
                 f"set name to {path.name!r} (vmbundle set {path} name={path.name})",
             )
         )
-    if check_files:
-        problems += check_bundle_files(cfg, path, host)
+    problems += check_bundle_files(cfg if disks_made else attrs.evolve(cfg, disks=()), path, host)
     if problems:
         raise ConfigError([p.line(label) for p in problems])
-    return Bundle(path=path, config=cfg)
+    return cfg
 
 
 def check_host_means(cfg: VmConfig, means: HostMeans) -> list[Problem]:

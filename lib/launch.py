@@ -18,7 +18,7 @@ from vmbundle import bundle as bundle_mod
 from vmbundle import display, qemu_profile
 from vmbundle.atomic import write_atomic
 from vmbundle.bundle import Bundle
-from vmbundle.errors import ConfigError, VmbundleError
+from vmbundle.errors import VmbundleError
 from vmbundle.guest_process import running_pid
 from vmbundle.hostconfig import HostConfig
 from vmbundle.model import VmConfig
@@ -26,17 +26,18 @@ from vmbundle.qemu_argv import LaunchFacts, build_argv
 from vmbundle.rundir import RunPaths
 
 
-def choose_accel(setting: str) -> str:
+def choose_accel(
+    setting: str, kvm_device: Path = Path("/dev/kvm"), modules: Path = Path("/sys/module")
+) -> str:
     """The accelerator for "auto": kvm where /dev/kvm opens and can run a stock
     guest, else tcg; "kvm" or "tcg" from the host configuration as given."""
     if setting != "auto":
         return setting
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+    if not os.access(kvm_device, os.R_OK | os.W_OK):
         return "tcg"
     # On Linux, /dev/kvm may be the nested PVM hypervisor (kvm_pvm), which runs
     # only kernels built for it: a stock guest dies with a KVM internal error.
     # Hardware-assisted KVM is kvm_intel or kvm_amd. illumos has no /sys.
-    modules = Path("/sys/module")
     if modules.is_dir() and not any((modules / m).exists() for m in ("kvm_intel", "kvm_amd")):
         return "tcg"
     return "kvm"
@@ -130,7 +131,7 @@ def prepare(b: Bundle, host: HostConfig) -> Launch:
             if b.config.vnc.password is not None:
                 write_atomic(run.vnc_password, b.config.vnc.password.encode(), mode=0o600)
         argv = command_line(b, host, number, run)
-    except (VmbundleError, ConfigError):
+    except VmbundleError:  # ConfigError included
         finish(b.name, run, host)
         raise
     return Launch(bundle=b, run=run, display=number, argv=tuple(argv))

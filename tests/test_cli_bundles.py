@@ -173,6 +173,7 @@ def test_set_edits_atomically_and_refuses_bad_values(dir_host: TestHost) -> None
         ("vcpus=64", "web01: vcpus: 64 is more than this host's"),
         ("disks.disk0.file=../x.qcow2", "must be a path inside the bundle"),
         ("nonsense", "write KEY=VALUE"),
+        ("name=other", "name: is 'other' but the bundle is named 'web01'"),
     ]:
         proc = dir_host.vmbundle("set", "web01", "vcpus=1", assignment, check=False)
         assert proc.returncode != 0
@@ -184,6 +185,9 @@ def test_set_edits_atomically_and_refuses_bad_values(dir_host: TestHost) -> None
 def test_disk_add_resize_and_iso(dir_host: TestHost, tmp_path: Path) -> None:
     dir_host.vmbundle("create", "web01", "--ram", "256M", "--vcpus", "1", "--disk", "1G")
     bundle = dir_host.root / "web01"
+    bad_bus = dir_host.vmbundle("disk", "add", "web01", "2G", "--bus", "usb", check=False)
+    assert bad_bus.returncode == 96 and "web01: disks[1].bus: must be one of" in bad_bus.stderr
+    assert not (bundle / "disk1.qcow2").exists()
     dir_host.vmbundle("disk", "add", "web01", "2G", "--bus", "scsi")
     src = tmp_path / "src.raw"
     subprocess.run(

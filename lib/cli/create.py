@@ -13,10 +13,8 @@ from vmbundle import bundle, config, launch, storage
 from vmbundle.adapters import qemu_img
 from vmbundle.bundle import Bundle
 from vmbundle.cli.common import host_config, size_argument
-from vmbundle.config import ConfigProblems
-from vmbundle.errors import ConfigError, UsageError, VmbundleError
+from vmbundle.errors import UsageError, VmbundleError
 from vmbundle.guest_process import running_pid
-from vmbundle.host import HostMeans
 from vmbundle.hostconfig import HostConfig
 from vmbundle.launch import with_macs
 from vmbundle.model import Cdrom, Disk, Nic, NicBackend, VmConfig, Vnc
@@ -105,22 +103,6 @@ def config_from_args(args: argparse.Namespace) -> VmConfig:
     )
 
 
-def _checked(cfg: VmConfig, host: HostConfig) -> VmConfig:
-    """cfg as `validate` would take it, before anything exists on disk."""
-    try:
-        checked = config.structure(config.unstructure(cfg))
-    except ConfigProblems as exc:
-        raise ConfigError([p.line(cfg.name) for p in exc.problems]) from None
-    problems = bundle.check_host_means(checked, HostMeans.of_this_host())
-    # The disks do not exist yet; the ISOs must.
-    problems += bundle.check_bundle_files(
-        attrs.evolve(checked, disks=()), Path("/nonexistent"), host
-    )
-    if problems:
-        raise ConfigError([p.line(cfg.name) for p in problems])
-    return checked
-
-
 def _root(host: HostConfig, given: str | None) -> storage.BundleRoot:
     spec = given or (host.bundle_roots[0] if host.bundle_roots else None)
     if spec is None:
@@ -132,8 +114,12 @@ def _root(host: HostConfig, given: str | None) -> storage.BundleRoot:
 
 def cmd_create(args: argparse.Namespace) -> int:
     host = host_config(args)
-    cfg = _checked(config_from_args(args), host)
+    cfg = config_from_args(args)
     root = _root(host, args.root)
+    # Everything `validate` checks, but the disks, before anything is made.
+    cfg = bundle.check_document(
+        config.unstructure(cfg), root.path / cfg.name, host, disks_made=False
+    )
     launch.check_runnable(Bundle(root.path / cfg.name, cfg), host)
     path = storage.create_bundle_dir(root, cfg.name)
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import attrs
 
-from vmbundle import qemu_profile, qmp
+from vmbundle import bundle, config, qemu_profile, qmp
 from vmbundle.adapters import qemu_img
 from vmbundle.cli.common import host_config, load_guest, next_device_id, size_argument
 from vmbundle.cli.edit import store
@@ -55,14 +55,20 @@ def _add(args: argparse.Namespace) -> int:
     if args.source is None and args.size is None:
         raise UsageError(f"{b.name}: give a SIZE, or --from IMAGE")
     size = size_argument(args.size, "SIZE") if args.size else None
-    # Check the new entry before any image is made (the file is checked after).
-    probe = Disk(
+    new = Disk(
         id=disk_id,
         file=file,
-        size=size or 1 << 20,
+        size=size or 1 << 20,  # the copy's real size replaces it
         format=args.format,
         bus=args.bus,
         cache=args.cache,
+    )
+    # A bad --bus, --format or --cache is refused before any image is made.
+    bundle.check_document(
+        config.unstructure(attrs.evolve(b.config, disks=(*b.config.disks, new))),
+        b.path,
+        host,
+        disks_made=False,
     )
     try:
         if args.source:
@@ -83,7 +89,7 @@ def _add(args: argparse.Namespace) -> int:
             assert size is not None
             qemu_img.create(target, args.format, size, binary=host.qemu_img)
         store(
-            b, attrs.evolve(b.config, disks=(*b.config.disks, attrs.evolve(probe, size=size))), host
+            b, attrs.evolve(b.config, disks=(*b.config.disks, attrs.evolve(new, size=size))), host
         )
     except BaseException:
         target.unlink(missing_ok=True)

@@ -12,10 +12,8 @@ import attrs
 from vmbundle import bundle, config
 from vmbundle.bundle import Bundle
 from vmbundle.cli.common import host_config, load_guest, next_device_id
-from vmbundle.config import ConfigProblems
 from vmbundle.errors import ConfigError, UsageError
 from vmbundle.fields import Invalid
-from vmbundle.host import HostMeans
 from vmbundle.hostconfig import HostConfig
 from vmbundle.model import Cdrom, VmConfig
 
@@ -27,14 +25,7 @@ def store(b: Bundle, cfg: VmConfig, host: HostConfig) -> Bundle:
 
 
 def store_document(path: Path, doc: dict[str, Any], host: HostConfig) -> Bundle:
-    try:
-        cfg = config.structure(doc)
-    except ConfigProblems as exc:
-        raise ConfigError([p.line(path.name) for p in exc.problems]) from None
-    problems = bundle.check_host_means(cfg, HostMeans.of_this_host())
-    problems += bundle.check_bundle_files(cfg, path, host)
-    if problems:
-        raise ConfigError([p.line(cfg.name) for p in problems])
+    cfg = bundle.check_document(doc, path, host)
     bundle.save(path, cfg)
     return Bundle(path, cfg)
 

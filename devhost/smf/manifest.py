@@ -481,14 +481,17 @@ def _read_property(pg: Pg, node: ElementTree.Element) -> None:
 
 def _read_pg_body(pg: Pg, node: ElementTree.Element, what: str) -> None:
     for child in node:
-        if child.tag == "propval":
-            _read_propval(pg, child)
-        elif child.tag == "property":
-            _read_property(pg, child)
-        elif child.tag == "stability":
-            continue  # not kept by devhost
-        else:
-            raise ManifestError(f'illegal element "{child.tag}" on {what} "{pg.name}"')
+        _read_pg_child(pg, child, what)
+
+
+def _read_pg_child(pg: Pg, child: ElementTree.Element, what: str) -> None:
+    """A propval, property or stability inside anything stored as a property group."""
+    if child.tag == "propval":
+        _read_propval(pg, child)
+    elif child.tag == "property":
+        _read_property(pg, child)
+    elif child.tag != "stability":  # stability is not kept by devhost
+        raise ManifestError(f'illegal element "{child.tag}" on {what} "{pg.name}"')
 
 
 def _read_pgroup(entity: Entity, node: ElementTree.Element) -> None:
@@ -510,14 +513,8 @@ def _read_exec_method(entity: Entity, node: ElementTree.Element) -> None:
     for child in node:
         if child.tag == "method_context":
             _read_method_context(pg, child)
-        elif child.tag == "propval":
-            _read_propval(pg, child)
-        elif child.tag == "property":
-            _read_property(pg, child)
-        elif child.tag == "stability":
-            continue
         else:
-            raise ManifestError(f'illegal element "{child.tag}" on execution method "{pg.name}"')
+            _read_pg_child(pg, child, "execution method")
     pg.delete = node.get("delete") == "true"
 
 
@@ -565,14 +562,8 @@ def _read_dependency(entity: Entity, node: ElementTree.Element) -> None:
             if check_value("fmri", value) is None:
                 raise _die(f'illegal value "{value}" for fmri (Invalid argument)')
             entities.values.append(value)
-        elif child.tag == "propval":
-            _read_propval(pg, child)
-        elif child.tag == "property":
-            _read_property(pg, child)
-        elif child.tag == "stability":
-            continue
         else:
-            raise ManifestError(f'illegal element "{child.tag}" on dependency group "{pg.name}"')
+            _read_pg_child(pg, child, "dependency group")
     pg.delete = node.get("delete") == "true"
 
 

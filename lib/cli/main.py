@@ -22,6 +22,14 @@ _COMMANDS = {
     "disk": ("disks", "cmd_disk"),
     "iso": ("edit", "cmd_iso"),
     "run": ("run", "cmd_run"),
+    "import": ("service", "cmd_import"),
+    "forget": ("service", "cmd_forget"),
+    "start": ("service", "cmd_start"),
+    "stop": ("service", "cmd_stop"),
+    "restart": ("service", "cmd_restart"),
+    "list": ("service", "cmd_list"),
+    "status": ("service", "cmd_status"),
+    "smf": ("smf", "cmd_smf"),
 }
 
 
@@ -72,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--cpu", default="qemu64")
     c.add_argument("--description", default="")
     c.add_argument("--no-vnc", action="store_true", help="no VNC display")
+    c.add_argument(
+        "--import", dest="import_", action="store_true", help="also make its SMF instance (disabled)"
+    )
 
     d = sub.add_parser("destroy", help="delete a stopped guest's bundle and disks")
     d.add_argument("guest")
@@ -127,6 +138,31 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="boot a guest in the foreground (debugging, demos)")
     r.add_argument("guest")
+
+    im = sub.add_parser("import", help="make a bundle's SMF instance (disabled)")
+    im.add_argument("guest", help="a guest name in the bundle roots, or a bundle's path")
+    im.add_argument("--json", action="store_true")
+    fg = sub.add_parser("forget", help="remove a stopped guest's SMF instance, keep its bundle")
+    fg.add_argument("guest")
+    for name, what in (
+        ("start", "enable the guest's SMF instance"),
+        ("stop", "disable the guest's SMF instance (ACPI power-off, then quit)"),
+        ("restart", "restart the guest's SMF instance"),
+    ):
+        sp = sub.add_parser(name, help=what)
+        sp.add_argument("guest")
+        sp.add_argument("--wait", action="store_true", help="wait until it is online or disabled")
+    ls = sub.add_parser("list", help="every guest: SMF state, display, RAM, vCPUs, bundle")
+    ls.add_argument("--json", action="store_true")
+    stt = sub.add_parser("status", help="a guest's SMF state and reason, run state, display, pending changes")
+    stt.add_argument("guest")
+    stt.add_argument("--json", action="store_true")
+
+    sm = sub.add_parser("smf", help="the SMF manifests")
+    smsub = sm.add_subparsers(dest="smf_command", required=True, metavar="install")
+    si = smsub.add_parser("install", help="write the manifests for this installation and import them")
+    si.add_argument("--dir", help="where to write them (default: [smf] manifest_dir of the host configuration)")
+    si.add_argument("--no-import", action="store_true", help="write them only")
     return p
 
 

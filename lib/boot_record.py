@@ -1,0 +1,78 @@
+"""What one boot of a guest started with, kept in its run directory (state.json).
+
+The start method writes it once QEMU runs; the refresh method updates it with the
+changes it made live and the ones left for the next start; the stop method, the
+CLI and the controller read it. It dies with the run directory, so it never
+outlives the boot it describes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from vmbundle import config
+from vmbundle.atomic import write_atomic
+from vmbundle.model import VmConfig
+from vmbundle.rundir import RunPaths
+
+
+@attrs.frozen
+class BootRecord:
+    bundle: str
+    """The bundle directory the guest started from."""
+    config: VmConfig
+    """The configuration QEMU runs with now: as started, plus what refresh changed live."""
+    profile: str
+    """The QEMU capability profile (modern or illumos-kvm), which decides the QMP commands."""
+    qemu_pid: int
+    started: float
+    """When QMP first reported the guest running (seconds since the epoch)."""
+    fmri: str | None = None
+    """The SMF instance; None for `vmbundle run`."""
+    display: int | None = None
+    pending: tuple[str, ...] = ()
+    """Changes in vm.json that wait for the next start, one line each."""
+
+    def to_json(self) -> bytes:
+        doc: dict[str, Any] = {
+            "bundle": self.bundle,
+            "config": config.unstructure(self.config),
+            "profile": self.profile,
+            "qemu_pid": self.qemu_pid,
+            "started": self.started,
+            "fmri": self.fmri,
+            "display": self.display,
+            "pending": list(self.pending),
+        }
+        return (json.dumps(doc, indent=2) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> BootRecord:
+        doc = json.loads(data)
+        return cls(
+            bundle=str(doc["bundle"]),
+            config=config.structure(doc["config"]),
+            profile=str(doc["profile"]),
+            qemu_pid=int(doc["qemu_pid"]),
+            started=float(doc["started"]),
+            fmri=doc.get("fmri"),
+            display=doc.get("display"),
+            pending=tuple(str(p) for p in doc.get("pending", ())),
+        )
+
+
+def write(run: RunPaths, record: BootRecord) -> None:
+    write_atomic(run.state, record.to_json(), mode=0o600)
+
+
+def read(run: RunPaths) -> BootRecord | None:
+    """The record of the guest's current boot; None when there is none (not
+    started, or a run directory from before a crash that lost it)."""
+    try:
+        return BootRecord.from_json(Path(run.state).read_bytes())
+    except (OSError, ValueError, KeyError, TypeError, config.ConfigProblems):
+        return None

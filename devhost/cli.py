@@ -104,6 +104,8 @@ def write_config(state_dir: Path, pool: zfspool.DevhostPool, run_dir: Path) -> P
         f"iso_dirs = [{json.dumps(str(pool.iso))}]\n"
         "\n[run]\n"
         f"dir = {json.dumps(str(run_dir))}\n"
+        "\n[smf]\n"
+        f"manifest_dir = {json.dumps(str(state_dir / 'var/svc/manifest/site/vmbundle'))}\n"
     )
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)

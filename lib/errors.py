@@ -13,6 +13,7 @@ from collections.abc import Sequence
 EXIT_FAILURE = 1
 SMF_EXIT_ERR_FATAL = 95
 SMF_EXIT_ERR_CONFIG = 96
+SMF_EXIT_ERR_NOSMF = 99
 
 
 class VmbundleError(Exception):

@@ -32,6 +32,8 @@ class HostConfig:
     display_first: int = 0
     display_last: int = 99
     vnc_listen: str = "127.0.0.1"
+    # svc:/system/manifest-import imports everything under /var/svc/manifest/site at boot.
+    manifest_dir: Path = Path("/var/svc/manifest/site/vmbundle")
     source: Path | None = None
 
 
@@ -103,6 +105,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Checker]]] = {
         "last": ("display_last", _display),
         "listen": ("vnc_listen", _address),
     },
+    "smf": {"manifest_dir": ("manifest_dir", _abs_path)},
 }
 
 

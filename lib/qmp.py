@@ -2,17 +2,19 @@
 
 QEMU serves one client per monitor and a second client hangs without a greeting,
 so sessions on control.qmp take control.lock first, and every connect and
-command has a deadline. The controller holds the other monitor (controller.qmp).
+command has a deadline. The controller holds the other monitor (controller.qmp)
+with qemu.qmp; these short sessions speak the line protocol directly, because
+asyncio and qemu.qmp cost the start method more to import than QEMU takes to
+start.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
+import json
+import socket
+import time
+from collections.abc import Callable
 from typing import Any, TypeVar
-
-from qemu.qmp import QMPClient, QMPError
 
 from vmbundle.errors import VmbundleError
 from vmbundle.locks import exclusive
@@ -20,36 +22,96 @@ from vmbundle.rundir import RunPaths
 
 T = TypeVar("T")
 
-Session = Callable[[QMPClient], Awaitable[T]]
+
+class QmpError(VmbundleError):
+    """QEMU answered a command with an error."""
+
+    def __init__(self, guest: str, command: str, error_class: str, desc: str) -> None:
+        self.error_class = error_class
+        self.desc = desc
+        super().__init__(f"{guest}: QMP {command}: {desc}")
 
 
-async def _session(path: str, fn: Session[T], timeout: float) -> T:
-    client = QMPClient("vmbundle")
+class Session:
+    """One negotiated connection; every read is bounded by the session's deadline."""
+
+    def __init__(self, guest: str, sock: socket.socket, deadline: float) -> None:
+        self.guest = guest
+        self._sock = sock
+        self._file = sock.makefile("rb")
+        self._deadline = deadline
+        self.greeting = self._read()
+        self.execute("qmp_capabilities")
+
+    def _read(self) -> dict[str, Any]:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        self._sock.settimeout(remaining)
+        line = self._file.readline()
+        if not line:
+            raise VmbundleError(f"{self.guest}: QMP: QEMU closed the monitor")
+        message = json.loads(line)
+        if not isinstance(message, dict):
+            raise VmbundleError(f"{self.guest}: QMP: unexpected message {line[:80]!r}")
+        return message
+
+    def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        request: dict[str, Any] = {"execute": command}
+        if arguments:
+            request["arguments"] = arguments
+        self._sock.sendall(json.dumps(request).encode() + b"\r\n")
+        while True:
+            message = self._read()
+            if "return" in message:
+                return message["return"]
+            if "error" in message:
+                err = message["error"]
+                raise QmpError(self.guest, command, str(err.get("class")), str(err.get("desc")))
+            # anything else is an event, which belongs to the controller's monitor
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+
+def with_control(run: RunPaths, fn: Callable[[Session], T], timeout: float = 10.0) -> T:
+    """Run fn with a negotiated session on the guest's control monitor."""
+    guest = run.dir.name
+    deadline = time.monotonic() + timeout
     try:
-        await asyncio.wait_for(client.connect(path), timeout)
-        return await asyncio.wait_for(fn(client), timeout)
-    finally:
-        with contextlib.suppress(EOFError, OSError, QMPError):
-            await client.disconnect()
-
-
-def with_control(run: RunPaths, fn: Session[T], timeout: float = 10.0) -> T:
-    """Run fn with a connected client on the guest's control monitor."""
-    with exclusive(run.control_lock, timeout):
-        try:
-            return asyncio.run(_session(str(run.control_qmp), fn, timeout))
-        except TimeoutError:
-            raise VmbundleError(f"{run.dir.name}: QMP did not answer within {timeout:g}s") from None
-        except (QMPError, OSError) as exc:
-            raise VmbundleError(f"{run.dir.name}: QMP: {exc}") from None
+        with exclusive(run.control_lock, timeout):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                sock.connect(str(run.control_qmp))
+                session = Session(guest, sock, deadline)
+                try:
+                    return fn(session)
+                finally:
+                    session.close()
+            finally:
+                sock.close()
+    except TimeoutError:
+        raise VmbundleError(f"{guest}: QMP did not answer within {timeout:g}s") from None
+    except (OSError, ValueError) as exc:
+        raise VmbundleError(f"{guest}: QMP: {exc}") from None
 
 
 def execute(
     run: RunPaths, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10.0
 ) -> Any:
     """One QMP command on the control monitor; its return value."""
+    return with_control(run, lambda s: s.execute(command, arguments), timeout)
 
-    async def call(client: QMPClient) -> Any:
-        return await client.execute(command, arguments)
 
-    return with_control(run, call, timeout)
+def run_state(status: Any) -> str:
+    """The run state from a query-status reply. Modern QEMU names it ("running",
+    "shutdown", "internal-error"...); the illumos KVM fork (0.14) gives only
+    a running flag."""
+    if isinstance(status, dict):
+        if isinstance(status.get("status"), str):
+            return str(status["status"])
+        if isinstance(status.get("running"), bool):
+            return "running" if status["running"] else "stopped"
+    return "unknown"

@@ -33,6 +33,8 @@ accelerator = "tcg"
 first = 10
 last = 20
 listen = "0.0.0.0"
+[smf]
+manifest_dir = "/opt/site/manifests"
 """,
     )
     cfg = hostconfig.load(p)
@@ -45,6 +47,12 @@ listen = "0.0.0.0"
         20,
         "0.0.0.0",
     )
+    assert cfg.manifest_dir == Path("/opt/site/manifests")
+
+
+def test_manifest_dir_defaults_to_the_site_manifests(tmp_path: Path) -> None:
+    cfg = hostconfig.load(write(tmp_path, ""))
+    assert cfg.manifest_dir == Path("/var/svc/manifest/site/vmbundle")
 
 
 def test_environment_variable_names_the_file(
@@ -67,6 +75,8 @@ def test_environment_variable_names_the_file(
         ("[display]\nfirst = 9\nlast = 3\n", "display.first: must not be above display.last"),
         ("[bundles]\niso_dirs = ['iso']\n", "bundles.iso_dirs: must be a list of absolute paths"),
         ("[runn]\ndir = '/x'\n", "[runn]: unknown key; did you mean 'run'?"),
+        ("[smf]\nmanifest_dirs = '/x'\n", "smf.manifest_dirs: unknown key; did you mean 'manifest_dir'?"),
+        ("[smf]\nmanifest_dir = 'site'\n", "smf.manifest_dir: must be an absolute path"),
         ("[run\n", "not valid TOML"),
     ],
 )

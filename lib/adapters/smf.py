@@ -21,6 +21,9 @@ BUNDLE_PROPERTY = "config/bundle"
 # What svcprop and svcs print when an entity or property does not exist.
 _MISSING = ("Couldn't find", "doesn't match any")
 
+# The labels of a `svcs -x` block (explain.c); a line without one continues the last.
+_EXPLAIN_LABELS = ("State", "Reason", "See", "Impact")
+
 
 def instance_fmri(name: str) -> str:
     return f"{VM_SERVICE}:{name}"
@@ -164,3 +167,62 @@ def set_bundle(fmri: str, bundle: str, *, binary: str = "svccfg") -> None:
 def delete_instance(fmri: str, *, binary: str = "svccfg") -> None:
     """`svccfg delete FMRI`: the instance goes; svccfg refuses an online one."""
     run_tool([binary, "delete", fmri], timeout=60)
+
+
+def bundle_paths(pattern: str = f"{VM_SERVICE}:*", *, binary: str = "svcprop") -> dict[str, str]:
+    """FMRI -> config/bundle for every instance matching pattern, in one
+    `svcprop -f` call (-f labels every line with its FMRI, however many match).
+    An instance without the property is left out."""
+    argv = [binary, "-f", "-p", BUNDLE_PROPERTY, pattern]
+    proc = run_tool(argv, check=False, timeout=30)
+    # svcprop prints the instances that have the property even when it exits 1
+    # for one that lacks it; only a failure with no known cause is an error.
+    if proc.returncode != 0 and not any(m in proc.stderr for m in _MISSING):
+        raise ToolError(argv, proc.returncode, proc.stderr)
+    out: dict[str, str] = {}
+    label = f"/:properties/{BUNDLE_PROPERTY} "
+    for line in proc.stdout.splitlines():
+        fmri, sep, rest = line.partition(label)
+        _type, _, value = rest.partition(" ")
+        if sep and value:
+            out[fmri] = unescape_value(value)
+    return out
+
+
+def restarter_state(fmri: str, *, binary: str = "svcprop") -> tuple[str, str, str] | None:
+    """(state, next state, state timestamp) as svc.startd recorded them, read live
+    (the restarter pg is non-persistent); None when the instance does not exist
+    or the restarter has not taken it in yet. The timestamp changes with every
+    state change, which tells a finished restart from one not yet begun."""
+    props = ("state", "next_state", "state_timestamp")
+    argv = [binary, "-t", *(a for p in props for a in ("-p", f"restarter/{p}")), fmri]
+    proc = run_tool(argv, check=False, timeout=30)
+    if proc.returncode != 0:
+        if any(m in proc.stderr for m in _MISSING):
+            return None
+        raise ToolError(argv, proc.returncode, proc.stderr)
+    values: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        name, _, rest = line.partition(" ")
+        values[name.removeprefix("restarter/")] = unescape_value(rest.partition(" ")[2])
+    if any(p not in values for p in props):
+        return None
+    return values["state"], values["next_state"], values["state_timestamp"]
+
+
+def reason(explanation: str) -> str | None:
+    """The Reason of a `svcs -x` block, its continuation lines joined (several
+    reasons, one per unmet dependency, are joined by "; "); None when there is
+    none, as for an instance that is online."""
+    reasons: list[str] = []
+    inside = False
+    for line in explanation.splitlines():
+        text = line.strip()
+        label, colon, rest = text.partition(":")
+        if colon and label in _EXPLAIN_LABELS:
+            inside = label == "Reason"
+            if inside:
+                reasons.append(rest.strip())
+        elif inside and text:
+            reasons[-1] += " " + text
+    return "; ".join(reasons) or None

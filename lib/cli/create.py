@@ -121,17 +121,25 @@ def cmd_create(args: argparse.Namespace) -> int:
         config.unstructure(cfg), root.path / cfg.name, host, disks_made=False
     )
     launch.check_runnable(Bundle(root.path / cfg.name, cfg), host)
+    if args.import_:
+        from vmbundle.cli import service
+
+        # Before anything is made, so a taken name changes nothing.
+        service.refuse_imported(cfg.name)
     path = storage.create_bundle_dir(root, cfg.name)
     try:
         for disk in cfg.disks:
             qemu_img.create(path / disk.file, disk.format, disk.size, binary=host.qemu_img)
         bundle.save(path, cfg)
-        bundle.load(path, host)
+        made = bundle.load(path, host)
     except BaseException:
         storage.destroy_bundle_dir(root, cfg.name)
         raise
     where = f"dataset {root.dataset}/{cfg.name}" if root.dataset else "directory"
     print(f"{cfg.name}: created at {path} ({where})")
+    if args.import_:
+        # A failed import keeps the bundle: it is whole, and vmbundle import retries.
+        service.report_import(service.add_instance(made), as_json=False)
     return 0
 
 

@@ -27,8 +27,8 @@ _COMMANDS = {
     "start": ("service", "cmd_start"),
     "stop": ("service", "cmd_stop"),
     "restart": ("service", "cmd_restart"),
-    "list": ("service", "cmd_list"),
-    "status": ("service", "cmd_status"),
+    "list": ("listing", "cmd_list"),
+    "status": ("listing", "cmd_status"),
     "smf": ("smf", "cmd_smf"),
 }
 
@@ -81,7 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--description", default="")
     c.add_argument("--no-vnc", action="store_true", help="no VNC display")
     c.add_argument(
-        "--import", dest="import_", action="store_true", help="also make its SMF instance (disabled)"
+        "--import",
+        dest="import_",
+        action="store_true",
+        help="also make its SMF instance (disabled)",
     )
 
     d = sub.add_parser("destroy", help="delete a stopped guest's bundle and disks")
@@ -154,14 +157,20 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--wait", action="store_true", help="wait until it is online or disabled")
     ls = sub.add_parser("list", help="every guest: SMF state, display, RAM, vCPUs, bundle")
     ls.add_argument("--json", action="store_true")
-    stt = sub.add_parser("status", help="a guest's SMF state and reason, run state, display, pending changes")
+    stt = sub.add_parser(
+        "status", help="a guest's SMF state and reason, run state, display, pending changes"
+    )
     stt.add_argument("guest")
     stt.add_argument("--json", action="store_true")
 
     sm = sub.add_parser("smf", help="the SMF manifests")
     smsub = sm.add_subparsers(dest="smf_command", required=True, metavar="install")
-    si = smsub.add_parser("install", help="write the manifests for this installation and import them")
-    si.add_argument("--dir", help="where to write them (default: [smf] manifest_dir of the host configuration)")
+    si = smsub.add_parser(
+        "install", help="write the manifests for this installation and import them"
+    )
+    si.add_argument(
+        "--dir", help="where to write them (default: [smf] manifest_dir of the host configuration)"
+    )
     si.add_argument("--no-import", action="store_true", help="write them only")
     return p
 

@@ -7,11 +7,10 @@ import contextlib
 import signal
 import subprocess
 import sys
-import time
 
 import attrs
 
-from vmbundle import bundle, launch, qmp
+from vmbundle import boot, bundle, launch, qmp
 from vmbundle.cli.common import host_config, load_guest
 from vmbundle.errors import VmbundleError
 from vmbundle.hostconfig import HostConfig
@@ -22,26 +21,6 @@ def _forget_boot_once(started: Launch) -> None:
     b = started.bundle
     if b.config.boot_once is not None:
         bundle.save(b.path, attrs.evolve(b.config, boot_once=None))
-
-
-def _wait_running(proc: subprocess.Popen[bytes], started: Launch, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise VmbundleError(f"{started.bundle.name}: QEMU exited with status {proc.returncode}")
-        if started.run.control_qmp.exists():
-            status = qmp.execute(started.run, "query-status", timeout=5.0)
-            state = status.get("status") if isinstance(status, dict) else None
-            if state == "running":
-                return
-            if state == "internal-error":
-                raise VmbundleError(
-                    f"{started.bundle.name}: QEMU stopped the guest with an internal error "
-                    "(the accelerator could not run its code); "
-                    'try accelerator = "tcg" in the [qemu] section of the host configuration'
-                )
-        time.sleep(0.05)
-    raise VmbundleError(f"{started.bundle.name}: QEMU did not report running within {timeout:g}s")
 
 
 def _wait_powered_off(proc: subprocess.Popen[bytes], started: Launch) -> int:
@@ -56,7 +35,7 @@ def _wait_powered_off(proc: subprocess.Popen[bytes], started: Launch) -> int:
             status = qmp.execute(started.run, "query-status", timeout=5.0)
         except VmbundleError:
             continue  # QEMU is going away, or another client holds the monitor a moment
-        if isinstance(status, dict) and status.get("status") == "shutdown":
+        if qmp.run_state(status) == "shutdown":
             print(f"{started.bundle.name}: the guest powered off", file=sys.stderr, flush=True)
             with contextlib.suppress(VmbundleError):
                 qmp.execute(started.run, "quit", timeout=5.0)
@@ -67,8 +46,8 @@ def run_foreground(host: HostConfig, b: bundle.Bundle) -> int:
     started = launch.prepare(b, host)
     proc: subprocess.Popen[bytes] | None = None
     try:
-        proc = subprocess.Popen(started.argv, stdin=subprocess.DEVNULL)
-        _wait_running(proc, started)
+        proc = boot.start_qemu(started)
+        boot.wait_running(proc, started, timeout=30.0)
         _forget_boot_once(started)
         where = (
             f"VNC display :{started.display} ({host.vnc_listen}:{5900 + started.display})"
@@ -82,13 +61,8 @@ def run_foreground(host: HostConfig, b: bundle.Bundle) -> int:
         )
         return _wait_powered_off(proc, started)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            boot.stop_process(proc)
         launch.finish(b.name, started.run, host)
 
 

@@ -3,17 +3,17 @@ and whole devhosts driven with the real `devhost` command."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import attrs
+from support.devhost import devhost, tear_down
 
-from devhost import tools, zfspool
+from devhost import tools
 from devhost.kernel import arc
 
-DEVHOST = str(Path(sys.executable).parent / "devhost")
+__all__ = ["devhost", "tear_down"]
+
 GIB = 1 << 30
 
 
@@ -62,30 +62,6 @@ def boot_kernel(
     return KernelHost(state)
 
 
-def devhost(
-    *args: str, check: bool = True, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [DEVHOST, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"devhost {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-    return proc
-
-
 def up_args(physmem: str | None = "16G") -> tuple[str, ...]:
     """`devhost up` options for a test: a small pool."""
     return ("--pool-size", "256M", *(("--physmem", physmem) if physmem else ()))
-
-
-def tear_down(state: Path) -> None:
-    """Whatever a test left up: down, then the pool's file (the pool is exported)."""
-    if state.is_dir():
-        devhost("down", "--state", str(state), check=False)
-    pool = zfspool.pool_for(state)
-    if pool.name in zfspool.imported_pools():
-        zfspool.destroy_pool(pool.name)
-    pool.vdev.unlink(missing_ok=True)
-    short_run = Path("/tmp") / f"dh-{pool.name[2:]}"
-    if short_run.is_dir():
-        shutil.rmtree(short_run)

@@ -1,0 +1,83 @@
+"""Stopping a guest whose QEMU runs in the background: the stop method's steps.
+
+ACPI power button over the control monitor, a wait of up to the guest's stop
+timeout, then QMP `quit`, then SIGKILL. QEMU runs with -no-shutdown, so a guest
+that has powered off leaves QEMU up in the "shutdown" state; that counts as off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from vmbundle import qmp
+from vmbundle.errors import VmbundleError
+from vmbundle.guest_process import pid_alive, running_pid
+from vmbundle.rundir import RunPaths
+
+QUIT_WAIT = 15.0
+KILL_WAIT = 15.0
+
+Say = Callable[[str], None]
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _powered_off(run: RunPaths, pid: int) -> bool:
+    if not pid_alive(pid):
+        return True
+    try:
+        state = qmp.run_state(qmp.execute(run, "query-status", timeout=5.0))
+    except VmbundleError:
+        return not pid_alive(pid)
+    # the illumos KVM fork reports only running or not: a stopped guest is off
+    return state in ("shutdown", "stopped")
+
+
+def stop(run: RunPaths, stop_timeout: int, say: Say) -> str:
+    """Stop the guest's QEMU and return how it went: "not running",
+    "powered off", "quit" or "killed"."""
+    name = run.dir.name
+    pid = running_pid(run)
+    if pid is None:
+        return "not running"
+    if not _powered_off(run, pid):
+        try:
+            qmp.execute(run, "system_powerdown", timeout=10.0)
+            say(f"{name}: ACPI power button pressed; waiting up to {stop_timeout}s")
+        except VmbundleError as exc:
+            say(f"{name}: could not press the power button ({exc}); quitting QEMU")
+            stop_timeout = 0
+        started = time.monotonic()
+        deadline = started + stop_timeout
+        while time.monotonic() < deadline and not _powered_off(run, pid):
+            time.sleep(0.5)
+        if _powered_off(run, pid):
+            say(f"{name}: the guest powered off after {time.monotonic() - started:.1f}s")
+            outcome = "powered off"
+        else:
+            say(f"{name}: the guest did not power off within {stop_timeout}s; quitting QEMU")
+            outcome = "quit"
+    else:
+        outcome = "powered off"
+    if pid_alive(pid):
+        # QEMU may close the monitor before it answers
+        with contextlib.suppress(VmbundleError):
+            qmp.execute(run, "quit", timeout=5.0)
+    if _gone_within(pid, QUIT_WAIT):
+        return outcome
+    say(f"{name}: QEMU (pid {pid}) did not quit within {QUIT_WAIT:g}s; killing it")
+    os.kill(pid, signal.SIGKILL)
+    if not _gone_within(pid, KILL_WAIT):
+        raise VmbundleError(f"{name}: QEMU (pid {pid}) survived SIGKILL for {KILL_WAIT:g}s")
+    return "killed"

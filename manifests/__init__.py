@@ -1,0 +1,1 @@
+"""The SMF manifest templates; `vmbundle smf install` fills them in (vmbundle.smf_manifests)."""

@@ -1,0 +1,60 @@
+"""`vmbundle-method start|stop|refresh`: what svc.startd runs for one guest.
+
+The instance comes from $SMF_FMRI. Output goes to the instance's log, one line
+per event; a failure's exit status is the SMF code its cause deserves (96 for
+a bad configuration: maintenance at once; 1 for what a retry may cure).
+
+Speed matters here (a guest's start waits on it), so the svcprop call begins
+before anything heavy is imported, and each method imports only its own steps.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+USAGE = "usage: vmbundle-method start|stop|refresh  (run by SMF with SMF_FMRI set)"
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    fmri = os.environ.get("SMF_FMRI")
+    if len(args) != 1 or args[0] not in ("start", "stop", "refresh"):
+        say(USAGE)
+        return 2
+    if not fmri:
+        say(f"vmbundle-method {args[0]}: SMF_FMRI is not set; the methods run under SMF")
+        return 99  # SMF_EXIT_ERR_NOSMF
+    from vmbundle.adapters import smf
+
+    # Begun now, read once the modules below are imported.
+    bundle_read = smf.PropertyRead(fmri, smf.BUNDLE_PROPERTY) if args[0] != "stop" else None
+
+    from vmbundle.errors import VmbundleError
+
+    try:
+        if args[0] == "start":
+            from vmbundle.method import start
+
+            assert bundle_read is not None
+            return start.start(fmri, bundle_read, say)
+        if args[0] == "stop":
+            from vmbundle.method import stop
+
+            return stop.stop(fmri, say)
+        from vmbundle.method import refresh
+
+        assert bundle_read is not None
+        return refresh.refresh(fmri, bundle_read, say)
+    except VmbundleError as exc:
+        say(str(exc))
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The stop method: ACPI power-off, then quit, then SIGKILL; then the display
+and the run directory go back. It needs nothing from the bundle, so a guest
+whose vm.json broke while it ran still stops."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vmbundle import boot_record, hostconfig, launch, shutdown
+from vmbundle.adapters import smf
+from vmbundle.rundir import RunPaths
+
+# vm.json's default, for a run directory that lost its boot record.
+DEFAULT_STOP_TIMEOUT = 120
+
+
+def stop(fmri: str, say: Callable[[str], None]) -> int:
+    name = smf.instance_name(fmri)
+    host = hostconfig.load(None)
+    run = RunPaths.for_guest(host.run_dir, name)
+    record = boot_record.read(run)
+    timeout = record.config.stop_timeout if record is not None else DEFAULT_STOP_TIMEOUT
+    outcome = shutdown.stop(run, timeout, say)
+    if outcome == "not running":
+        say(f"{name}: QEMU is not running")
+    launch.finish(name, run, host)
+    return 0

@@ -1,0 +1,114 @@
+"""A devhost with vmbundle's manifests installed, for end-to-end tests of guests
+as SMF instances: the real `devhost`, `svc*` and `vmbundle` commands, the real
+restarter, QEMU and zfs-fuse."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from support.devhost import devhost, tear_down
+from support.guest import test_guest_iso
+from support.host import VMBUNDLE
+from vmbundle import boot_record, qmp
+from vmbundle.rundir import RunPaths
+
+VM = "svc:/system/vmbundle/vm"
+
+
+@attrs.frozen
+class ServiceHost:
+    state: Path
+    run_dir: Path
+    roots: Path
+    iso_dir: Path
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PATH": f"{self.state / 'bin'}:{os.environ['PATH']}",
+            "VMBUNDLE_CONFIG": str(self.state / "vmbundle.toml"),
+        }
+
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            list(argv), capture_output=True, text=True, env=self.env(), timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+            )
+        return proc
+
+    def vmbundle(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(VMBUNDLE, *args, check=check)
+
+    def state_of(self, name: str) -> str:
+        proc = self.run("svcs", "-H", "-o", "state,nstate", f"{VM}:{name}", check=False)
+        state, _, nstate = proc.stdout.strip().partition(" ")
+        return state if nstate.strip() in ("", "-") else f"{state}*"
+
+    def wait_state(self, name: str, wanted: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while (now := self.state_of(name)) != wanted:
+            assert time.monotonic() < deadline, f"{name}: still {now}, never {wanted}"
+            time.sleep(0.1)
+
+    def log(self, name: str) -> str:
+        return (self.state / "var/svc/log" / f"system-vmbundle-vm:{name}.log").read_text()
+
+    def guest_run(self, name: str) -> RunPaths:
+        return RunPaths.for_guest(self.run_dir, name)
+
+    def record_or_none(self, name: str) -> boot_record.BootRecord | None:
+        return boot_record.read(self.guest_run(name))
+
+    def record(self, name: str) -> boot_record.BootRecord:
+        record = self.record_or_none(name)
+        assert record is not None, f"{name}: no boot record"
+        return record
+
+    def qmp(self, name: str, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        return qmp.execute(self.guest_run(name), command, arguments)
+
+    def create(self, name: str, *options: str) -> Path:
+        """A bundle in the devhost's pool, imported as a disabled instance."""
+        self.vmbundle("create", name, "--ram", "64M", "--vcpus", "1", *options, "--import")
+        return self.roots / name
+
+    def create_test_guest(self, name: str, *options: str) -> Path:
+        """The test guest (boots to "ready" and powers off on ACPI), imported."""
+        return self.create(
+            name, "--ram", "128M", "--iso", str(self.iso_dir / "testguest.iso"), *options
+        )
+
+
+@contextmanager
+def service_host() -> Iterator[ServiceHost]:
+    """A devhost up with its pool, the test guest's ISO in its ISO dataset and
+    vmbundle's manifests imported; down and destroyed afterwards."""
+    state = Path(tempfile.mkdtemp(prefix="vmb-e2e-", dir="/var/tmp"))
+    try:
+        devhost("up", "--state", str(state), "--pool-size", "384M")
+        config = (state / "vmbundle.toml").read_text()
+        run_dir = Path(config.split("[run]")[1].split('"')[1])
+        host = ServiceHost(
+            state=state, run_dir=run_dir, roots=state / "zfs/vms", iso_dir=state / "zfs/iso"
+        )
+        shutil.copy(test_guest_iso(), host.iso_dir / "testguest.iso")
+        host.vmbundle("smf", "install")
+        yield host
+    finally:
+        tear_down(state)
+        shutil.rmtree(state, ignore_errors=True)

@@ -69,9 +69,11 @@ def _differences(path: str, now: Any, wanted: Any, out: list[str]) -> None:
             else:
                 _differences(sub, now[key], wanted[key], out)
         return
-    if isinstance(now, list) and isinstance(wanted, list) and _by_id(now) and _by_id(wanted):
-        _differences(path, _by_id(now), _by_id(wanted), out)
-        return
+    if isinstance(now, list) and isinstance(wanted, list):
+        now_ids, wanted_ids = _by_id(now), _by_id(wanted)
+        if now_ids is not None and wanted_ids is not None:
+            _differences(path, now_ids, wanted_ids, out)
+            return
     if now != wanted:
         key = path.rsplit(".", 1)[-1]
         if isinstance(now, list) or isinstance(wanted, list):

@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmri = os.environ.get("SMF_FMRI")
     if len(args) != 1 or args[0] not in ("start", "stop", "refresh"):
         say(USAGE)
-        return 2
+        return 96  # SMF_EXIT_ERR_CONFIG: the manifest's exec string is wrong
     if not fmri:
         say(f"vmbundle-method {args[0]}: SMF_FMRI is not set; the methods run under SMF")
         return 99  # SMF_EXIT_ERR_NOSMF

@@ -30,6 +30,25 @@ def store_document(path: Path, doc: dict[str, Any], host: HostConfig) -> Bundle:
     return Bundle(path, cfg)
 
 
+def refresh_if_running(b: Bundle, host: HostConfig) -> str | None:
+    """Ask SMF to refresh the guest when its instance runs from this bundle, so an
+    ISO change goes in the drive now and the rest shows as pending; the FMRI
+    refreshed, or None when the guest does not run under SMF from b."""
+    from vmbundle import boot_record
+    from vmbundle.adapters import smf
+    from vmbundle.guest_process import running_pid
+    from vmbundle.rundir import RunPaths
+
+    run = RunPaths.for_guest(host.run_dir, b.name)
+    record = boot_record.read(run)
+    if record is None or record.fmri is None or record.bundle != str(b.path):
+        return None
+    if running_pid(run) is None:
+        return None
+    smf.svcadm("refresh", record.fmri)
+    return record.fmri
+
+
 def cmd_set(args: argparse.Namespace) -> int:
     host = host_config(args)
     path = bundle.locate(host, args.guest)
@@ -45,7 +64,13 @@ def cmd_set(args: argparse.Namespace) -> int:
         except Invalid as exc:
             raise ConfigError([f"{path.name}: {exc}"]) from None
     b = store_document(path, doc, host)
-    print(f"{b.name}: saved")
+    if refresh_if_running(b, host):
+        print(
+            f"{b.name}: saved; the running guest takes what it can now "
+            f"(vmbundle status {b.name} lists what waits for its next start)"
+        )
+    else:
+        print(f"{b.name}: saved")
     return 0
 
 
@@ -80,6 +105,10 @@ def cmd_iso(args: argparse.Namespace) -> int:
         cdroms = tuple(
             attrs.evolve(cd, iso=None) if i == index else cd for i, cd in enumerate(cfg.cdroms)
         )
-    store(b, attrs.evolve(cfg, cdroms=cdroms), host)
-    print(f"{b.name}: saved; a running guest sees it at its next start")
+    b = store(b, attrs.evolve(cfg, cdroms=cdroms), host)
+    fmri = refresh_if_running(b, host)
+    if fmri:
+        print(f"{b.name}: saved; changing the running guest's drive (svcadm refresh {fmri})")
+    else:
+        print(f"{b.name}: saved")
     return 0

@@ -102,6 +102,14 @@ def test_a_guest_that_ignores_acpi_is_quit_after_its_stop_timeout(host: ServiceH
     wait_gone(pid, 5)
     assert host.state_of("noos1") == "disabled"
     assert '"noos1"' not in displays(host)
+    refused = host.vmbundle("destroy", "noos1", "--yes", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"noos1: {VM}:noos1 names this bundle; remove the instance first: vmbundle forget noos1\n"
+    )
+    host.vmbundle("forget", "noos1")
+    host.vmbundle("destroy", "noos1", "--yes")
+    assert not (host.roots / "noos1").exists()
 
 
 def test_an_iso_reaches_the_running_guest_on_refresh_and_a_ram_change_waits(

@@ -13,7 +13,7 @@ from vmbundle import bundle, config, launch, storage
 from vmbundle.adapters import qemu_img
 from vmbundle.bundle import Bundle
 from vmbundle.cli.common import host_config, size_argument
-from vmbundle.errors import UsageError, VmbundleError
+from vmbundle.errors import ToolError, UsageError, VmbundleError
 from vmbundle.guest_process import running_pid
 from vmbundle.hostconfig import HostConfig
 from vmbundle.launch import with_macs
@@ -143,6 +143,24 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_imported_bundle(path: Path) -> None:
+    """An SMF instance that names the bundle would be left pointing at nothing."""
+    from vmbundle.adapters import smf
+
+    try:
+        named = smf.bundle_paths()
+    except ToolError as exc:
+        if exc.returncode is None:
+            return  # no svcprop: a host without SMF has no instances
+        raise
+    for fmri, value in named.items():
+        if value == str(path):
+            raise VmbundleError(
+                f"{path.name}: {fmri} names this bundle; remove the instance first: "
+                f"vmbundle forget {smf.instance_name(fmri)}"
+            )
+
+
 def cmd_destroy(args: argparse.Namespace) -> int:
     host = host_config(args)
     path = bundle.locate(host, args.guest)
@@ -152,6 +170,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     pid = running_pid(RunPaths.for_guest(host.run_dir, name))
     if pid is not None:
         raise VmbundleError(f"{name}: running (QEMU pid {pid}); stop it first")
+    _refuse_imported_bundle(path)
     root = storage.resolve_root(str(path.parent))
     storage.destroy_bundle_dir(root, name)
     print(f"{name}: destroyed", file=sys.stderr)

@@ -56,7 +56,7 @@ def wait_running(proc: subprocess.Popen[bytes], started: Launch, timeout: float 
                     "(the accelerator could not run its code); "
                     'try accelerator = "tcg" in the [qemu] section of the host configuration'
                 )
-        time.sleep(0.005)
+        time.sleep(0.001)  # QMP answers some 30 ms after exec: look often
     raise VmbundleError(f"{name}: QEMU did not report running within {timeout:g}s")
 
 

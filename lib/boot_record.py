@@ -66,7 +66,7 @@ class BootRecord:
 
 
 def write(run: RunPaths, record: BootRecord) -> None:
-    write_atomic(run.state, record.to_json(), mode=0o600)
+    write_atomic(run.state, record.to_json(), mode=0o600, durable=False)
 
 
 def read(run: RunPaths) -> BootRecord | None:

@@ -37,11 +37,13 @@ def _read(run_dir: Path) -> Table:
 
 def _write(run_dir: Path, table: Table) -> None:
     write_atomic(
-        run_dir / TABLE, json.dumps({str(k): v for k, v in sorted(table.items())}).encode()
+        run_dir / TABLE,
+        json.dumps({str(k): v for k, v in sorted(table.items())}).encode(),
+        durable=False,
     )
 
 
-def _port_free(listen: str, port: int) -> bool:
+def port_free(listen: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in listen else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,7 +80,7 @@ def allocate(
                 _write(run_dir, table)
                 return n
         for n in range(first, last + 1):
-            if n not in table and _port_free(listen, BASE_PORT + n):
+            if n not in table and port_free(listen, BASE_PORT + n):
                 table[n] = {"guest": guest, "owner": os.getpid()}
                 _write(run_dir, table)
                 return n

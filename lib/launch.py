@@ -129,7 +129,9 @@ def prepare(b: Bundle, host: HostConfig) -> Launch:
                 lambda g: running_pid(RunPaths.for_guest(host.run_dir, g)) is not None,
             )
             if b.config.vnc.password is not None:
-                write_atomic(run.vnc_password, b.config.vnc.password.encode(), mode=0o600)
+                write_atomic(
+                    run.vnc_password, b.config.vnc.password.encode(), mode=0o600, durable=False
+                )
         argv = command_line(b, host, number, run)
     except VmbundleError:  # ConfigError included
         finish(b.name, run, host)

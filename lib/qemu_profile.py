@@ -111,7 +111,9 @@ def _write_cache(path: Path, entries: dict[str, Any]) -> None:
     kept = dict(list(entries.items())[-MAX_CACHE_ENTRIES:])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, (json.dumps(kept, indent=1, sort_keys=True) + "\n").encode())
+        write_atomic(
+            path, (json.dumps(kept, indent=1, sort_keys=True) + "\n").encode(), durable=False
+        )
     except OSError:
         # The cache only saves a few milliseconds; a read-only or full run
         # directory must not keep a guest from starting.

@@ -56,5 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
 
 
+def run() -> None:
+    """The console script: exit without the interpreter's teardown, which costs a
+    start 10 ms or more after the guest already runs; nothing is left to flush
+    but the two streams."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -27,7 +27,7 @@ def _take(args: tuple[str, str]) -> int:
 def free_range(count: int) -> int:
     """A first display with count free ports after it (tests share the machine)."""
     for first in range(40, 99 - count):
-        if all(display._port_free("127.0.0.1", 5900 + n) for n in range(first, first + count)):
+        if all(display.port_free("127.0.0.1", 5900 + n) for n in range(first, first + count)):
             return first
     raise AssertionError("no free VNC ports")
 

@@ -6,6 +6,7 @@ names an unknown key or holds a bad value is an error that names it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import ipaddress
 import os
@@ -16,7 +17,9 @@ from typing import Any
 
 import attrs
 
+from vmbundle import memory_policy
 from vmbundle.errors import ConfigError
+from vmbundle.units import parse_size
 
 DEFAULT_PATH = Path("/etc/vmbundle/vmbundle.toml")
 
@@ -34,7 +37,24 @@ class HostConfig:
     vnc_listen: str = "127.0.0.1"
     # svc:/system/manifest-import imports everything under /var/svc/manifest/site at boot.
     manifest_dir: Path = Path("/var/svc/manifest/site/vmbundle")
+    # [memory] (vmbundle.memory_policy). None: "auto", computed from physical memory.
+    memory_reserve: int | None = None
+    # A float is a fraction of physical memory, an int a number of bytes.
+    memory_arc_floor: float | int = memory_policy.DEFAULT_ARC_FLOOR
+    memory_backend: str = "auto"
+    memory_shrink_timeout: int = 120
+    memory_shrink_slack: int = 64 * memory_policy.MiB
+    memory_overhead_fixed: int = memory_policy.DEFAULT_OVERHEAD_FIXED
+    memory_overhead_per_vcpu: int = memory_policy.DEFAULT_OVERHEAD_PER_VCPU
+    memory_overhead_ratio: float = memory_policy.DEFAULT_OVERHEAD_RATIO
     source: Path | None = None
+
+    def overhead_model(self) -> memory_policy.OverheadModel:
+        return memory_policy.OverheadModel(
+            fixed=self.memory_overhead_fixed,
+            per_vcpu=self.memory_overhead_per_vcpu,
+            ratio=self.memory_overhead_ratio,
+        )
 
 
 # section -> key -> (HostConfig attribute, checker)
@@ -91,6 +111,60 @@ def _address(v: Any) -> str:
     return str(v)
 
 
+def _size_or_none(v: Any) -> int | None:
+    if isinstance(v, str):
+        with contextlib.suppress(ValueError):
+            return parse_size(v)
+    return None
+
+
+def _size(example: str) -> _Checker:
+    def check(v: Any) -> int:
+        size = _size_or_none(v)
+        if size is None:
+            raise ValueError(f"must be a size like {example}")
+        return size
+
+    return check
+
+
+def _reserve(v: Any) -> int | None:
+    size = _size_or_none(v)
+    if size is None and v != "auto":
+        raise ValueError('must be "auto" (max(1G, physical memory/8)) or a size like 2G')
+    return size
+
+
+def _arc_floor(v: Any) -> float | int:
+    if isinstance(v, float) and 0 < v < 1:
+        return v
+    size = _size_or_none(v)
+    if size is None:
+        raise ValueError(
+            "must be a fraction of physical memory between 0 and 1 like 0.2, or a size like 4G"
+        )
+    return size
+
+
+def _memory_backend(v: Any) -> str:
+    if v not in ("auto", "illumos", "linux", "none"):
+        raise ValueError("must be auto, illumos, linux or none")
+    return str(v)
+
+
+def _shrink_timeout(v: Any) -> int:
+    # The start method waits for the ARC, then starts QEMU, within its SMF timeout of 300 s.
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 240:
+        raise ValueError("must be whole seconds from 1 to 240")
+    return v
+
+
+def _ratio(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
+        raise ValueError("must be a fraction of the guest's RAM from 0 to below 1, like 0.01")
+    return float(v)
+
+
 _Checker = Callable[[Any], Any]
 _SCHEMA: dict[str, dict[str, tuple[str, _Checker]]] = {
     "bundles": {"roots": ("bundle_roots", _roots), "iso_dirs": ("iso_dirs", _abs_dirs)},
@@ -106,6 +180,16 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Checker]]] = {
         "listen": ("vnc_listen", _address),
     },
     "smf": {"manifest_dir": ("manifest_dir", _abs_path)},
+    "memory": {
+        "reserve": ("memory_reserve", _reserve),
+        "arc_floor": ("memory_arc_floor", _arc_floor),
+        "backend": ("memory_backend", _memory_backend),
+        "shrink_timeout": ("memory_shrink_timeout", _shrink_timeout),
+        "shrink_slack": ("memory_shrink_slack", _size("64M")),
+        "overhead_fixed": ("memory_overhead_fixed", _size("256M")),
+        "overhead_per_vcpu": ("memory_overhead_per_vcpu", _size("16M")),
+        "overhead_ratio": ("memory_overhead_ratio", _ratio),
+    },
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import attrs
 
-from vmbundle import boot, boot_record, bundle, hostconfig, instance, launch
+from vmbundle import boot, boot_record, bundle, hostconfig, instance, launch, memory
 from vmbundle.adapters import smf
 from vmbundle.boot_record import BootRecord
 from vmbundle.qemu_profile import probe
@@ -20,16 +20,21 @@ def start(fmri: str, bundle_read: smf.PropertyRead, say: Callable[[str], None]) 
     host = hostconfig.load(None)
     path = instance.bundle_path(fmri, name, bundle_read.value())
     b = bundle.load(path, host)
-    started = launch.prepare(b, host)
+    memory.reserve(host, name, b.config, say)
     try:
-        proc = boot.start_qemu(started)
+        started = launch.prepare(b, host)
         try:
-            boot.wait_running(proc, started)
+            proc = boot.start_qemu(started)
+            try:
+                boot.wait_running(proc, started)
+            except BaseException:
+                boot.stop_process(proc)
+                raise
         except BaseException:
-            boot.stop_process(proc)
+            launch.finish(name, started.run, host)
             raise
     except BaseException:
-        launch.finish(name, started.run, host)
+        memory.release(host, name, say)
         raise
     cfg = started.bundle.config
     boot_record.write(

@@ -1,12 +1,12 @@
-"""The stop method: ACPI power-off, then quit, then SIGKILL; then the display
-and the run directory go back. It needs nothing from the bundle, so a guest
+"""The stop method: ACPI power-off, then quit, then SIGKILL; then the display,
+the run directory and the guest's memory go back. It needs nothing from the bundle, so a guest
 whose vm.json broke while it ran still stops."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from vmbundle import boot_record, hostconfig, launch, shutdown
+from vmbundle import boot_record, hostconfig, launch, memory, shutdown
 from vmbundle.adapters import smf
 from vmbundle.rundir import RunPaths
 
@@ -24,4 +24,5 @@ def stop(fmri: str, say: Callable[[str], None]) -> int:
     if outcome == "not running":
         say(f"{name}: QEMU is not running")
     launch.finish(name, run, host)
+    memory.release(host, name, say)
     return 0

@@ -224,6 +224,19 @@ def set_shrink_speed(state_dir: Path, speed: int, now: float | None = None) -> K
     return kernel
 
 
+def fill(state_dir: Path, now: float | None = None) -> Kernel:
+    """The workload has read enough to warm the ARC up to its maximum again (the
+    simulation only shrinks by itself; tests grow it with this)."""
+    now = time.time() if now is None else now
+    with _locked(state_dir):
+        kernel = read(state_dir)
+        top = kernel.arc.c_max
+        arc = attrs.evolve(kernel.arc, c=top, p=min(kernel.arc.p, top // 2), size=top, at=now)
+        kernel = attrs.evolve(kernel, arc=arc)
+        _write(state_dir, kernel)
+    return kernel
+
+
 @contextmanager
 def _locked(state_dir: Path) -> Iterator[None]:
     Path(state_dir).mkdir(parents=True, exist_ok=True)

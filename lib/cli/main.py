@@ -30,6 +30,7 @@ _COMMANDS = {
     "list": ("listing", "cmd_list"),
     "status": ("listing", "cmd_status"),
     "smf": ("smf", "cmd_smf"),
+    "memory": ("memory", "cmd_memory"),
 }
 
 
@@ -162,6 +163,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     stt.add_argument("guest")
     stt.add_argument("--json", action="store_true")
+
+    mm = sub.add_parser(
+        "memory", help="physical memory, the ARC and each guest's charge; what a guest would do"
+    )
+    mm.add_argument("memory_command", nargs="?", choices=["reconcile"], help="settle the ledger")
+    mm.add_argument("--size", help="what a guest with this much RAM would do, like 4G")
+    mm.add_argument("--vcpus", type=int, default=1, help="its vCPUs (with --size)")
+    mm.add_argument("--json", action="store_true")
 
     sm = sub.add_parser("smf", help="the SMF manifests")
     smsub = sm.add_subparsers(dest="smf_command", required=True, metavar="install")

@@ -10,7 +10,7 @@ import sys
 
 import attrs
 
-from vmbundle import boot, bundle, launch, qmp
+from vmbundle import boot, bundle, launch, memory, qmp
 from vmbundle.cli.common import host_config, load_guest
 from vmbundle.errors import VmbundleError
 from vmbundle.hostconfig import HostConfig
@@ -43,6 +43,17 @@ def _wait_powered_off(proc: subprocess.Popen[bytes], started: Launch) -> int:
 
 
 def run_foreground(host: HostConfig, b: bundle.Bundle) -> int:
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    memory.reserve(host, b.name, b.config, say)
+    try:
+        return _run_admitted(host, b)
+    finally:
+        memory.release(host, b.name, say)
+
+
+def _run_admitted(host: HostConfig, b: bundle.Bundle) -> int:
     started = launch.prepare(b, host)
     proc: subprocess.Popen[bytes] | None = None
     try:

@@ -31,13 +31,19 @@ class ServiceHost:
     run_dir: Path
     roots: Path
     iso_dir: Path
+    config: Path
 
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "PATH": f"{self.state / 'bin'}:{os.environ['PATH']}",
-            "VMBUNDLE_CONFIG": str(self.state / "vmbundle.toml"),
+            "VMBUNDLE_CONFIG": str(self.config),
         }
+
+    def kstat(self, stat: str) -> int:
+        """One statistic of the simulated kernel, as `kstat -p` prints it."""
+        out = self.run("kstat", "-p", stat).stdout
+        return int(out.split("\t")[1])
 
     def run(
         self, *argv: str, check: bool = True, timeout: float = 900
@@ -95,16 +101,23 @@ class ServiceHost:
 
 
 @contextmanager
-def service_host() -> Iterator[ServiceHost]:
+def service_host(*up_options: str, extra_config: str = "") -> Iterator[ServiceHost]:
     """A devhost up with its pool, the test guest's ISO in its ISO dataset and
-    vmbundle's manifests imported; down and destroyed afterwards."""
+    vmbundle's manifests imported (for the devhost's host configuration, plus
+    extra_config); down and destroyed afterwards."""
     state = Path(tempfile.mkdtemp(prefix="vmb-e2e-", dir="/var/tmp"))
     try:
-        devhost("up", "--state", str(state), "--pool-size", "384M")
-        config = (state / "vmbundle.toml").read_text()
-        run_dir = Path(config.split("[run]")[1].split('"')[1])
+        devhost("up", "--state", str(state), "--pool-size", "384M", *up_options)
+        text = (state / "vmbundle.toml").read_text()
+        config = state / "vmbundle-test.toml"
+        config.write_text(text + extra_config)
+        run_dir = Path(text.split("[run]")[1].split('"')[1])
         host = ServiceHost(
-            state=state, run_dir=run_dir, roots=state / "zfs/vms", iso_dir=state / "zfs/iso"
+            state=state,
+            run_dir=run_dir,
+            roots=state / "zfs/vms",
+            iso_dir=state / "zfs/iso",
+            config=config,
         )
         shutil.copy(test_guest_iso(), host.iso_dir / "testguest.iso")
         host.vmbundle("smf", "install")

@@ -272,6 +272,10 @@ class Bench:
                 "qemu-img info": timed_ms(
                     [self.host.qemu_img, "info", "--output=json", "-U", str(disk)], env
                 ),
+                # memory admission reads the ARC once when its maximum need not change
+                "arc read": timed_ms(
+                    [self.svc("kstat"), "-p", "zfs:0:arcstats", "unix:0:system_pages:physmem"], env
+                ),
             }
             out = subprocess.run(
                 [python, "-c", STEPS, str(self.bundle_path)],
@@ -543,6 +547,7 @@ def measure(bench: Bench, runs: int) -> int:
         + parts["host config"]
         + parts["bundle load"]
         + parts["profile probe"]
+        + parts["arc read"]
         + bare_ms
     )
     print(
@@ -551,7 +556,8 @@ def measure(bench: Bench, runs: int) -> int:
         f"svcprop {parts['svcprop']:.0f} (alongside the imports), "
         f"host config {parts['host config']:.1f}, "
         f"bundle load {parts['bundle load']:.0f} (qemu-img info alone {parts['qemu-img info']:.0f}), "
-        f"profile probe {parts['profile probe']:.1f}, QEMU to running {bare_ms:.0f} (bare), "
+        f"profile probe {parts['profile probe']:.1f}, "
+        f"memory admission {parts['arc read']:.0f} (one kstat), QEMU to running {bare_ms:.0f} (bare), "
         f"rest {gap:.0f} (interpreter exit, polls, boot record, display)"
     )
     return 0

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import attrs
 
-from vmbundle.adapters import kstat, mdb, pagesize, zfscache
+from vmbundle.adapters import kstat, mdb, zfscache
 from vmbundle.errors import ConfigError, VmbundleError
 
 MIB = 1 << 20
@@ -59,6 +59,9 @@ class ArcBackend(Protocol):
 
 ARCSTATS_KSTAT = "zfs:0:arcstats"
 PHYSMEM_KSTAT = "unix:0:system_pages:physmem"  # in pages
+# sysconf(_SC_PAGESIZE) is what pagesize(1) prints (illumos.md section 5), without
+# a process for it: a start reads the ARC at least once.
+PAGESIZE = os.sysconf("SC_PAGESIZE")
 _ILLUMOS_STATS = ("p", "c", "c_min", "c_max", "size")
 
 
@@ -106,7 +109,6 @@ class IllumosArc:
 
     def __init__(self, *, use_zfscache: bool | None = None) -> None:
         self._use_zfscache = use_zfscache
-        self._pagesize: int | None = None
 
     def read(self) -> ArcState:
         return self._snapshot().state
@@ -125,11 +127,9 @@ class IllumosArc:
     def _snapshot(self) -> _IllumosSnapshot:
         keys = [f"{ARCSTATS_KSTAT}:{s}" for s in _ILLUMOS_STATS]
         values = kstat.read_integers([*keys, PHYSMEM_KSTAT])
-        if self._pagesize is None:
-            self._pagesize = pagesize.pagesize()
         stat = {s: values[k] for s, k in zip(_ILLUMOS_STATS, keys, strict=True)}
         state = ArcState(
-            physmem=values[PHYSMEM_KSTAT] * self._pagesize,
+            physmem=values[PHYSMEM_KSTAT] * PAGESIZE,
             c=stat["c"],
             c_min=stat["c_min"],
             c_max=stat["c_max"],

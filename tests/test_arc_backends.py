@@ -1,4 +1,4 @@
-"""The ARC backends (vmbundle.arc) and their adapters (kstat, mdb, pagesize,
+"""The ARC backends (vmbundle.arc) and their adapters (kstat, mdb,
 zfscache): the parsers against output in the exact formats illumos.md section 5
 documents (kstat.c, mdb_print.c / mdb_cmds.c, zfscache.c, OpenZFS spl-kstat.c),
 IllumosArc end to end against the devhost's simulated kernel, and LinuxArc
@@ -19,7 +19,7 @@ sys.path.append(str(Path(__file__).parent / "devhost"))
 from dh_support import KernelHost, boot_kernel
 
 from vmbundle import arc
-from vmbundle.adapters import kstat, mdb, pagesize, zfscache
+from vmbundle.adapters import kstat, mdb, zfscache
 from vmbundle.errors import ConfigError, ToolError
 
 MIB, GIB = 1 << 20, 1 << 30
@@ -74,14 +74,6 @@ def test_kstat_parse_p_keeps_a_value_with_spaces_whole() -> None:
 def test_kstat_parse_p_refuses_other_formats(text: str) -> None:
     with pytest.raises(ValueError):
         kstat.parse_p(text)
-
-
-def test_pagesize_parse() -> None:
-    assert pagesize.parse("4096\n") == 4096
-    with pytest.raises(ValueError):
-        pagesize.parse("4000\n")
-    with pytest.raises(ValueError):
-        pagesize.parse("")
 
 
 # --- mdb ----------------------------------------------------------------------------

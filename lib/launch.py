@@ -8,7 +8,6 @@ same steps with QEMU in the background.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from pathlib import Path
 
@@ -44,6 +43,9 @@ def choose_accel(
 
 
 def new_mac() -> str:
+    # Imported here: secrets brings in OpenSSL, which every start would pay for.
+    import secrets
+
     # 52:54:00 is QEMU's locally administered prefix.
     tail = secrets.token_bytes(3)
     return "52:54:00:" + ":".join(f"{b:02x}" for b in tail)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import attrs
 
-from vmbundle import arc, memory_ledger, memory_policy
+from vmbundle import arc, boot_record, memory_ledger, memory_policy
 from vmbundle.arc import ArcBackend, ArcState
 from vmbundle.errors import SMF_EXIT_ERR_FATAL, VmbundleError
 from vmbundle.guest_process import running_pid
@@ -121,13 +121,18 @@ def _without(ledger: Ledger, guest: str) -> dict[str, memory_ledger.Charge]:
 
 
 def _settle(
-    host: HostConfig, arc_backend: ArcBackend, book: memory_ledger.Book, drop: list[str]
+    host: HostConfig,
+    arc_backend: ArcBackend,
+    book: memory_ledger.Book,
+    drop: list[str],
+    add: dict[str, memory_ledger.Charge] | None = None,
 ) -> int:
-    """Drop these guests' charges and set the ARC maximum the rest allow (the
-    baseline, forgotten afterwards, when none is left)."""
+    """Drop these guests' charges, add those, and set the ARC maximum the result
+    allows (the baseline, forgotten afterwards, when no charge is left)."""
     state = arc_backend.read()
     mem = host_memory(host, state, book.ledger)
     charges = {g: c for g, c in book.ledger.charges.items() if g not in drop}
+    charges.update(add or {})
     arc_max = memory_policy.arc_max_for(mem, {g: c.bytes for g, c in charges.items()})
     _set_max(arc_backend, state, arc_max)
     book.save(Ledger(baseline=mem.baseline if charges else None, charges=charges))
@@ -146,14 +151,36 @@ def release(host: HostConfig, guest: str, say: Say) -> None:
     say(f"{guest}: memory released; ARC maximum {_gib(arc_max)}")
 
 
-def reconcile(host: HostConfig) -> list[str]:
-    """Drop the charges of guests no longer running (killed, crashed, or whose stop
-    never ran); the guests dropped."""
+def _running_uncharged(host: HostConfig, ledger: Ledger) -> dict[str, memory_ledger.Charge]:
+    """Guests whose QEMU runs with no charge in the ledger (a ledger lost or
+    damaged), charged from the configuration they run with."""
+    found: dict[str, memory_ledger.Charge] = {}
+    if not host.run_dir.is_dir():
+        return found
+    for entry in sorted(host.run_dir.iterdir()):
+        if entry.name in ledger.charges or not entry.is_dir():
+            continue
+        run = RunPaths(entry)
+        pid = running_pid(run)
+        record = boot_record.read(run)
+        if pid is None or record is None:
+            continue
+        cfg = record.config
+        amount = memory_policy.charge(cfg.ram, cfg.vcpus, host.overhead_model())
+        found[entry.name] = memory_ledger.Charge(amount, pid)
+    return found
+
+
+def reconcile(host: HostConfig) -> tuple[list[str], list[str]]:
+    """Settle the ledger against the guests really running: drop the charges of
+    guests gone (killed, crashed, or whose stop never ran) and charge running
+    guests the ledger lacks; (the guests released, the guests charged)."""
     arc_backend = backend(host)
     if arc_backend is None:
-        return []
+        return [], []
     with memory_ledger.locked(host.run_dir) as book:
         stale = book.ledger.stale(_guest_running(host))
-        if stale or not book.ledger.charges:
-            _settle(host, arc_backend, book, stale)
-    return stale
+        missing = _running_uncharged(host, book.ledger)
+        if stale or missing or not book.ledger.charges:
+            _settle(host, arc_backend, book, stale, missing)
+    return stale, sorted(missing)

@@ -243,6 +243,26 @@ def test_a_killed_guest_leaves_its_charge_until_reconcile(host: ServiceHost) -> 
     assert host.kstat("zfs:0:arcstats:c_max") == baseline
 
 
+def test_reconcile_charges_a_running_guest_the_ledger_lost(host: ServiceHost) -> None:
+    host.create("lost1", "--ram", "1G")
+    host.vmbundle("set", "lost1", "stop_timeout=1")
+    host.vmbundle("start", "lost1", "--wait")
+    lowered = host.kstat("zfs:0:arcstats:c_max")
+    (host.run_dir / "memory.json").write_text('{"baseline": null, "charges": {}}')
+    out = host.vmbundle("memory", "reconcile").stdout
+    assert out == "lost1: running without a charge; charged now\n"
+    assert ledger(host) == {"lost1": charge(GiB)}
+    assert host.kstat("zfs:0:arcstats:c_max") == lowered
+    host.vmbundle("stop", "lost1", "--wait")
+    assert ledger(host) == {}
+    # The saved baseline went with the file: the maximum found then became the
+    # baseline, and the last stop restores that one.
+    assert host.kstat("zfs:0:arcstats:c_max") == lowered
+    # give the simulated kernel its boot-time maximum back for the tests after this one
+    physmem = simulated_arc.read(host.state).physmem
+    simulated_arc.poke(host.state, "c_max", simulated_arc.arc_init_defaults(physmem)[1])
+
+
 def test_vmbundle_memory_shows_the_numbers_and_a_what_if(host: ServiceHost) -> None:
     mem = memory_now(host)
     report = json.loads(host.vmbundle("memory", "--json", "--size", "4G").stdout)

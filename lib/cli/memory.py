@@ -21,13 +21,15 @@ def _gib(n: int) -> str:
 def cmd_memory(args: argparse.Namespace) -> int:
     host = host_config(args)
     if args.memory_command == "reconcile":
-        dropped = memory.reconcile(host)
+        released, charged = memory.reconcile(host)
         if args.json:
-            print(json.dumps({"released": dropped}))
-        elif dropped:
-            for guest in dropped:
-                print(f"{guest}: not running; its charge is released")
-        else:
+            print(json.dumps({"released": released, "charged": charged}))
+            return 0
+        for guest in released:
+            print(f"{guest}: not running; its charge is released")
+        for guest in charged:
+            print(f"{guest}: running without a charge; charged now")
+        if not released and not charged:
             print("the ledger matches the guests running")
         return 0
     arc_backend = memory.backend(host)

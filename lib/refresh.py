@@ -18,7 +18,7 @@ from vmbundle.rundir import RunPaths
 Say = Callable[[str], None]
 
 
-def _media_command(
+def media_command(
     profile: str, change: MediaChange, iso: Path | None
 ) -> tuple[str, dict[str, object]]:
     """The QMP command for one change. Modern QEMU names the drive by its device
@@ -73,7 +73,7 @@ def refresh(
     plan = live_changes.plan(record.config, wanted)
     applied = record.config
     for change in plan.media:
-        command, arguments = _media_command(
+        command, arguments = media_command(
             record.profile, change, _iso_path(bundle_path, change.iso)
         )
         try:

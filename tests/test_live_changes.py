@@ -108,3 +108,28 @@ def test_applying_the_plan_then_planning_again_leaves_only_the_pending(
     assert second.media == ()
     assert second.pending == first.pending
     assert (first.pending == ()) == (ram == "1G")
+
+
+def test_each_profile_gets_its_own_media_commands() -> None:
+    from pathlib import Path
+
+    from vmbundle.refresh import media_command
+
+    iso = Path("/isos/x.iso")
+    assert media_command("modern", MediaChange("cd0", "x.iso"), iso) == (
+        "blockdev-change-medium",
+        {"id": "cd0", "filename": "/isos/x.iso", "format": "raw", "read-only-mode": "read-only"},
+    )
+    assert media_command("modern", MediaChange("cd0", None), None) == (
+        "eject",
+        {"id": "cd0", "force": True},
+    )
+    # QEMU 0.14 (the illumos KVM fork) knows drives only by their -drive id
+    assert media_command("illumos-kvm", MediaChange("cd0", "x.iso"), iso) == (
+        "change",
+        {"device": "drive-cd0", "target": "/isos/x.iso"},
+    )
+    assert media_command("illumos-kvm", MediaChange("cd0", None), None) == (
+        "eject",
+        {"device": "drive-cd0", "force": True},
+    )

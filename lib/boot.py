@@ -43,7 +43,7 @@ def wait_running(proc: subprocess.Popen[bytes], started: Launch, timeout: float 
             )
         if started.run.control_qmp.exists():
             try:
-                state = qmp.run_state(qmp.execute(started.run, "query-status", timeout=5.0))
+                state = qmp.run_state(started.run)
             except qmp.QmpError:
                 raise
             except VmbundleError:

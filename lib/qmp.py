@@ -105,7 +105,12 @@ def execute(
     return with_control(run, lambda s: s.execute(command, arguments), timeout)
 
 
-def run_state(status: Any) -> str:
+def run_state(run: RunPaths, timeout: float = 5.0) -> str:
+    """The guest's run state, asked with query-status on the control monitor."""
+    return run_state_of(execute(run, "query-status", timeout=timeout))
+
+
+def run_state_of(status: Any) -> str:
     """The run state from a query-status reply. Modern QEMU names it ("running",
     "shutdown", "internal-error"...); the illumos KVM fork (0.14) gives only
     a running flag."""

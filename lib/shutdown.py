@@ -37,7 +37,7 @@ def _powered_off(run: RunPaths, pid: int) -> bool:
     if not pid_alive(pid):
         return True
     try:
-        state = qmp.run_state(qmp.execute(run, "query-status", timeout=5.0))
+        state = qmp.run_state(run)
     except VmbundleError:
         return not pid_alive(pid)
     # the illumos KVM fork reports only running or not: a stopped guest is off

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+# devhost's own test helpers (smf_support, dh_support) serve the product's tests
+# too; appended, so the name `devhost` stays the package, not that folder.
+sys.path.append(str(Path(__file__).parent / "devhost"))
 
 import pytest
 from support.zfs_pool import Pool

@@ -7,15 +7,10 @@ against files in the real procfs/sysfs formats."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-# The simulated kernel's helpers live with devhost's own tests, which are not a package.
-sys.path.append(str(Path(__file__).parent / "devhost"))
-
 from dh_support import KernelHost, boot_kernel
 
 from vmbundle import arc

@@ -12,10 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-# smf_host lives with devhost's own tests, which are not a package.
-sys.path.append(str(Path(__file__).parent / "devhost"))
-
 from smf_support import SmfHost, smf_host
 from support.host import VMBUNDLE
 

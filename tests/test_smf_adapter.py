@@ -125,3 +125,19 @@ def test_the_method_with_a_bad_argument_exits_96_as_a_bad_manifest() -> None:
     )
     assert proc.returncode == 96
     assert proc.stderr.startswith("usage: vmbundle-method start|stop|refresh")
+
+
+@pytest.mark.parametrize(
+    ("reply", "state"),
+    [
+        ({"status": "running", "running": True, "singlestep": False}, "running"),
+        ({"status": "shutdown", "running": False, "singlestep": False}, "shutdown"),
+        ({"running": True, "singlestep": False}, "running"),  # the illumos KVM fork (0.14)
+        ({"running": False, "singlestep": False}, "stopped"),
+        ({}, "unknown"),
+    ],
+)
+def test_therun_state_of_both_query_status_replies(reply: dict[str, object], state: str) -> None:
+    from vmbundle.qmp import run_state_of
+
+    assert run_state_of(reply) == state

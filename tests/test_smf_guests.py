@@ -5,8 +5,10 @@ under the accelerator "auto" picks, or a guest with no OS at all)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -72,6 +74,30 @@ def test_enable_boots_the_guest_and_disable_powers_it_off_through_acpi(
     assert record.display is not None
     assert '"guest": "acpi1"' in displays(host)
     pid = qemu_pid(host, "acpi1")
+    status = json.loads(host.vmbundle("status", "acpi1", "--json").stdout)
+    assert (status["state"], status["run_state"], status["qmp_error"]) == (
+        "online",
+        "running",
+        None,
+    )
+    assert status["qemu_pid"] == pid
+    assert (status["display"], status["vnc_port"]) == (record.display, 5900 + record.display)
+    assert status["pending"] == []
+    assert status["started"].startswith(time.strftime("%Y-%m-%d"))
+    text = host.vmbundle("status", "acpi1").stdout.splitlines()
+    assert f"qemu       pid {pid}, QMP: running" in text
+    assert f"display    :{record.display} (VNC port {5900 + record.display})" in text
+    row = next(r for r in host.vmbundle("list").stdout.splitlines() if r.startswith("acpi1 "))
+    assert row.split()[:5] == ["acpi1", "online", f":{record.display}", "128M", "1"]
+    # QEMU serves one client per monitor: while another holds control.qmp, status
+    # says so instead of hanging.
+    holder = socket.socket(socket.AF_UNIX)
+    holder.connect(str(host.guest_run("acpi1").control_qmp))
+    try:
+        held = json.loads(host.vmbundle("status", "acpi1", "--json").stdout)
+        assert (held["run_state"], held["qmp_error"]) == (None, "not answering")
+    finally:
+        holder.close()
     serial = SerialLog(host.guest_run("acpi1").serial)
     try:
         serial.wait_for(r"vmbundle-testguest: ready", timeout=120)

@@ -170,7 +170,7 @@ def run_state(run: RunPaths) -> tuple[str | None, str | None]:
     from vmbundle import qmp  # a socket session, only for a running guest
 
     try:
-        return qmp.run_state(qmp.execute(run, "query-status", timeout=QMP_TIMEOUT)), None
+        return qmp.run_state(run, QMP_TIMEOUT), None
     except VmbundleError as exc:
         text = str(exc).removeprefix(f"{run.dir.name}: ")
         return None, "not answering" if "did not answer" in text else text

@@ -32,10 +32,10 @@ def _wait_powered_off(proc: subprocess.Popen[bytes], started: Launch) -> int:
         except subprocess.TimeoutExpired:
             pass
         try:
-            status = qmp.execute(started.run, "query-status", timeout=5.0)
+            state = qmp.run_state(started.run)
         except VmbundleError:
             continue  # QEMU is going away, or another client holds the monitor a moment
-        if qmp.run_state(status) == "shutdown":
+        if state == "shutdown":
             print(f"{started.bundle.name}: the guest powered off", file=sys.stderr, flush=True)
             with contextlib.suppress(VmbundleError):
                 qmp.execute(started.run, "quit", timeout=5.0)

@@ -10,7 +10,7 @@ qcow2 disk). Then, after a warm-up of each, alternates:
   (SMF_FMRI, SMF_METHOD, PATH=<state>/bin:/usr/sbin:/usr/bin, VMBUNDLE_CONFIG),
   timed from exec to its exit 0; the guest is then quit over QMP and the stop
   method run to give back the display and the run directory;
-- bare QEMU with the exact argv the method builds (vmbundle.launch.command_line),
+- bare QEMU with the exact argv the method builds (vmbundle.guest.prepare.command_line),
   timed from exec until a raw QMP client, polling the control socket every 1 ms,
   gets `query-status` = running; then quit;
 - `svcadm enable -s` through the devhost's restarter, the end-to-end figure,
@@ -42,14 +42,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from vmbundle import boot_record, bundle, hostconfig, launch, qmp
+from vmbundle import settings
 from vmbundle.adapters import smf
-from vmbundle.bundle import Bundle
-from vmbundle.display import port_free
 from vmbundle.errors import VmbundleError
-from vmbundle.guest_process import pid_alive, running_pid
-from vmbundle.hostconfig import HostConfig
-from vmbundle.rundir import RunPaths
+from vmbundle.guest import boot_record, prepare
+from vmbundle.guest.display import port_free
+from vmbundle.guest.process import pid_alive, running_pid
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.qemu import qmp
+from vmbundle.settings import HostSettings
+from vmbundle.vm import bundle
+from vmbundle.vm.bundle import Bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.devhost import tear_down
@@ -72,10 +75,12 @@ import vmbundle.method.main
 from vmbundle.adapters import smf
 from vmbundle.errors import VmbundleError
 from vmbundle.method import start
-from vmbundle import bundle, hostconfig, qemu_profile
+from vmbundle.vm import bundle
+from vmbundle import settings
+from vmbundle.qemu import profile as qemu_profile
 from pathlib import Path
 t1 = time.perf_counter()
-host = hostconfig.load(None)
+host = settings.load(None)
 t2 = time.perf_counter()
 b = bundle.load(Path(sys.argv[1]), host)
 t3 = time.perf_counter()
@@ -94,7 +99,7 @@ class Bench:
         self.state = state
         self.config = config
         self.log = log
-        self.host: HostConfig = hostconfig.load(config)
+        self.host: HostSettings = settings.load(config)
         self.run = RunPaths.for_guest(self.host.run_dir, NAME)
         self.bundle_path = Path(self.host.bundle_roots[0]) / NAME
         self.bare: subprocess.Popen[bytes] | None = None
@@ -207,9 +212,9 @@ class Bench:
     # -- bare QEMU ---------------------------------------------------------------
 
     def bare_argv(self, display: int | None) -> list[str]:
-        """What launch.prepare gives the start method, for this display."""
+        """What prepare.prepare gives the start method, for this display."""
         b = bundle.load(self.bundle_path, self.host)
-        return launch.command_line(Bundle(b.path, launch.with_macs(b.config)), self.host, display)
+        return prepare.command_line(Bundle(b.path, prepare.with_macs(b.config)), self.host, display)
 
     def free_display(self) -> int | None:
         """The first display whose VNC port nobody holds (other guests on this
@@ -225,7 +230,7 @@ class Bench:
     def bare_start(self) -> float:
         """Exec QEMU with the method's argv: ms until QMP reports running; then quit it."""
         argv = self.bare_argv(self.free_display())
-        launch.clear_run_dir(self.run)
+        prepare.clear_run_dir(self.run)
         self.run.dir.mkdir(parents=True, mode=0o700)
         self.exec_ns = time.time_ns()
         start = time.perf_counter()
@@ -244,7 +249,7 @@ class Bench:
                 self.bare.kill()
                 self.bare.wait()
             self.bare = None
-            launch.clear_run_dir(self.run)
+            prepare.clear_run_dir(self.run)
         return ms
 
     # -- through the restarter ---------------------------------------------------
@@ -437,8 +442,8 @@ def devhost_config(state: Path, accel: str) -> Path:
     return copy
 
 
-def accel_note(host: HostConfig) -> str:
-    chosen = launch.choose_accel(host.accelerator)
+def accel_note(host: HostSettings) -> str:
+    chosen = prepare.choose_accel(host.accelerator)
     if host.accelerator != "auto":
         return f"{chosen} (forced with --accel)"
     why = ""

@@ -49,7 +49,7 @@ def default_state_dir() -> Path:
 def run_dir_for(state_dir: Path) -> Path:
     """`<state>/run`, or a short directory under /tmp when that would make a
     guest's socket paths too long."""
-    from vmbundle.rundir import RunPaths
+    from vmbundle.guest.rundir import RunPaths
 
     preferred = state_dir / "run"
     if not RunPaths.for_guest(preferred, _LONGEST_GUEST).too_long():

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vmbundle import boot_record, bundle, hostconfig, instance
-from vmbundle import refresh as refreshing
+from vmbundle import settings
 from vmbundle.adapters import smf
-from vmbundle.guest_process import running_pid
-from vmbundle.rundir import RunPaths
+from vmbundle.guest import boot_record
+from vmbundle.guest import refresh as refreshing
+from vmbundle.guest.process import running_pid
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.service import instance
+from vmbundle.vm import bundle
 
 
 def refresh(fmri: str, bundle_read: smf.PropertyRead, say: Callable[[str], None]) -> int:
     name = smf.instance_name(fmri)
-    host = hostconfig.load(None)
+    host = settings.load(None)
     run = RunPaths.for_guest(host.run_dir, name)
     record = boot_record.read(run)
     if record is None or running_pid(run) is None:

@@ -9,20 +9,24 @@ from pathlib import Path
 
 import attrs
 
-from vmbundle import boot, boot_record, bundle, hostconfig, instance, launch, memory
+from vmbundle import settings
 from vmbundle.adapters import smf
-from vmbundle.boot_record import BootRecord
-from vmbundle.qemu_profile import probe
+from vmbundle.guest import boot, boot_record, prepare
+from vmbundle.guest.boot_record import BootRecord
+from vmbundle.memory import admission
+from vmbundle.qemu.profile import probe
+from vmbundle.service import instance
+from vmbundle.vm import bundle
 
 
 def start(fmri: str, bundle_read: smf.PropertyRead, say: Callable[[str], None]) -> int:
     name = smf.instance_name(fmri)
-    host = hostconfig.load(None)
+    host = settings.load(None)
     path = instance.bundle_path(fmri, name, bundle_read.value())
     b = bundle.load(path, host)
-    memory.reserve(host, name, b.config, say)
+    admission.reserve(host, name, b.config, say)
     try:
-        started = launch.prepare(b, host)
+        started = prepare.prepare(b, host)
         try:
             proc = boot.start_qemu(started)
             try:
@@ -31,10 +35,10 @@ def start(fmri: str, bundle_read: smf.PropertyRead, say: Callable[[str], None]) 
                 boot.stop_process(proc)
                 raise
         except BaseException:
-            launch.finish(name, started.run, host)
+            prepare.finish(name, started.run, host)
             raise
     except BaseException:
-        memory.release(host, name, say)
+        admission.release(host, name, say)
         raise
     cfg = started.bundle.config
     boot_record.write(

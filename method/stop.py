@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vmbundle import boot_record, hostconfig, launch, memory, shutdown
+from vmbundle import settings
 from vmbundle.adapters import smf
-from vmbundle.rundir import RunPaths
+from vmbundle.guest import boot_record, prepare, shutdown
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.memory import admission
 
 # vm.json's default, for a run directory that lost its boot record.
 DEFAULT_STOP_TIMEOUT = 120
@@ -16,13 +18,13 @@ DEFAULT_STOP_TIMEOUT = 120
 
 def stop(fmri: str, say: Callable[[str], None]) -> int:
     name = smf.instance_name(fmri)
-    host = hostconfig.load(None)
+    host = settings.load(None)
     run = RunPaths.for_guest(host.run_dir, name)
     record = boot_record.read(run)
     timeout = record.config.stop_timeout if record is not None else DEFAULT_STOP_TIMEOUT
     outcome = shutdown.stop(run, timeout, say)
     if outcome == "not running":
         say(f"{name}: QEMU is not running")
-    launch.finish(name, run, host)
-    memory.release(host, name, say)
+    prepare.finish(name, run, host)
+    admission.release(host, name, say)
     return 0

@@ -1,4 +1,4 @@
-"""The ARC backends (vmbundle.arc) and their adapters (kstat, mdb,
+"""The ARC backends (vmbundle.memory.arc) and their adapters (kstat, mdb,
 zfscache): the parsers against output in the exact formats illumos.md section 5
 documents (kstat.c, mdb_print.c / mdb_cmds.c, zfscache.c, OpenZFS spl-kstat.c),
 IllumosArc end to end against the devhost's simulated kernel, and LinuxArc
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from dh_support import KernelHost, boot_kernel
 
-from vmbundle import arc
 from vmbundle.adapters import kstat, mdb, zfscache
 from vmbundle.errors import ConfigError, ToolError
+from vmbundle.memory import arc
 
 MIB, GIB = 1 << 20, 1 << 30
 

@@ -16,9 +16,10 @@ import pytest
 from smf_support import SmfHost, smf_host
 from support.host import VMBUNDLE, TestHost, test_host
 
-from vmbundle import boot_record, config
-from vmbundle.boot_record import BootRecord
-from vmbundle.rundir import RunPaths
+from vmbundle.guest import boot_record
+from vmbundle.guest.boot_record import BootRecord
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.vm import codec
 
 VM = "svc:/system/vmbundle/vm"
 
@@ -326,7 +327,7 @@ def test_a_boot_record_without_a_running_qemu_shows_no_display(env: Env) -> None
         run,
         BootRecord(
             bundle=str(bundle),
-            config=config.loads((bundle / "vm.json").read_bytes()),
+            config=codec.loads((bundle / "vm.json").read_bytes()),
             profile="modern",
             qemu_pid=os.getpid(),
             started=time.time(),

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vmbundle import config
-from vmbundle.config import ConfigProblems
-from vmbundle.fields import Invalid
-from vmbundle.model import VmConfig
+from vmbundle.vm import codec
+from vmbundle.vm.codec import ConfigProblems
+from vmbundle.vm.fields import Invalid
+from vmbundle.vm.model import VmConfig
 
 UUID = "0b6f1d2e-3c4a-4b5c-8d6e-7f8091a2b3c4"
 
@@ -31,12 +31,12 @@ def minimal(**extra: Any) -> dict[str, Any]:
 
 def problems_of(doc: dict[str, Any]) -> list[str]:
     with pytest.raises(ConfigProblems) as info:
-        config.structure(doc)
+        codec.structure(doc)
     return [p.line("web01") for p in info.value.problems]
 
 
 def test_minimal_config_gets_the_documented_defaults() -> None:
-    cfg = config.structure(minimal())
+    cfg = codec.structure(minimal())
     assert cfg.ram == 2 << 30
     assert (cfg.machine, cfg.cpu, cfg.stop_timeout) == ("pc", "qemu64", 120)
     assert (cfg.on_poweroff, cfg.on_reboot, cfg.on_crash) == ("disable", "restart", "restart")
@@ -85,11 +85,11 @@ def test_missing_required_key() -> None:
 
 def test_duplicate_keys_and_non_objects_are_refused() -> None:
     with pytest.raises(ConfigProblems, match="appears twice"):
-        config.loads(b'{"name": "a", "name": "b"}')
+        codec.loads(b'{"name": "a", "name": "b"}')
     with pytest.raises(ConfigProblems, match="must hold a JSON object"):
-        config.loads(b"[1, 2]")
+        codec.loads(b"[1, 2]")
     with pytest.raises(ConfigProblems, match="not UTF-8"):
-        config.loads(b'{"name": "\xff"}')
+        codec.loads(b'{"name": "\xff"}')
 
 
 def test_newer_schema_version_says_to_upgrade() -> None:
@@ -119,8 +119,8 @@ def test_cross_field_rules() -> None:
 
 
 def test_round_trip_writes_every_field_and_reads_back_equal() -> None:
-    cfg = config.structure(minimal(disks=[{"id": "disk0", "file": "disk0.qcow2", "size": "20G"}]))
-    doc = json.loads(config.dumps(cfg))
+    cfg = codec.structure(minimal(disks=[{"id": "disk0", "file": "disk0.qcow2", "size": "20G"}]))
+    doc = json.loads(codec.dumps(cfg))
     assert doc["disks"][0] == {
         "id": "disk0",
         "file": "disk0.qcow2",
@@ -130,23 +130,23 @@ def test_round_trip_writes_every_field_and_reads_back_equal() -> None:
         "cache": "writeback",
         "boot_index": None,
     }
-    assert config.loads(config.dumps(cfg)) == cfg
+    assert codec.loads(codec.dumps(cfg)) == cfg
 
 
 def test_set_key_by_path_and_by_id() -> None:
-    doc = config.unstructure(
-        config.structure(minimal(disks=[{"id": "disk0", "file": "disk0.qcow2", "size": "20G"}]))
+    doc = codec.unstructure(
+        codec.structure(minimal(disks=[{"id": "disk0", "file": "disk0.qcow2", "size": "20G"}]))
     )
-    doc = config.set_key(doc, "ram", "4G")
-    doc = config.set_key(doc, "disks.disk0.cache", "none")
-    doc = config.set_key(doc, "disks[0].boot_index", "1")
-    doc = config.set_key(doc, "vnc.password", "secret")
-    doc = config.set_key(doc, "autostart", "true")
-    cfg = config.structure(doc)
+    doc = codec.set_key(doc, "ram", "4G")
+    doc = codec.set_key(doc, "disks.disk0.cache", "none")
+    doc = codec.set_key(doc, "disks[0].boot_index", "1")
+    doc = codec.set_key(doc, "vnc.password", "secret")
+    doc = codec.set_key(doc, "autostart", "true")
+    cfg = codec.structure(doc)
     assert cfg.ram == 4 << 30 and cfg.disks[0].cache == "none" and cfg.disks[0].boot_index == 1
     assert cfg.vnc.password == "secret" and cfg.autostart is True
-    doc = config.set_key(doc, "vnc.password", "null")
-    assert config.structure(doc).vnc.password is None
+    doc = codec.set_key(doc, "vnc.password", "null")
+    assert codec.structure(doc).vnc.password is None
 
 
 @pytest.mark.parametrize(
@@ -169,16 +169,16 @@ def test_set_key_by_path_and_by_id() -> None:
     ],
 )
 def test_set_key_refuses_bad_edits(key: str, value: str, message: str) -> None:
-    doc = config.unstructure(
-        config.structure(minimal(disks=[{"id": "disk0", "file": "disk0.qcow2", "size": "20G"}]))
+    doc = codec.unstructure(
+        codec.structure(minimal(disks=[{"id": "disk0", "file": "disk0.qcow2", "size": "20G"}]))
     )
     with pytest.raises(Invalid) as info:
-        config.set_key(doc, key, value)
+        codec.set_key(doc, key, value)
     assert str(info.value) == message
 
 
 def test_json_schema_describes_every_field() -> None:
-    schema = config.json_schema()
+    schema = codec.json_schema()
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"schema_version", "name", "uuid", "ram", "vcpus"}
     disk = schema["properties"]["disks"]["items"]
@@ -211,6 +211,6 @@ disk = st.builds(
 def test_any_valid_config_round_trips(
     ram: str, vcpus: int, disks: list[dict[str, Any]], description: str
 ) -> None:
-    cfg = config.structure(minimal(ram=ram, vcpus=vcpus, disks=disks, description=description))
+    cfg = codec.structure(minimal(ram=ram, vcpus=vcpus, disks=disks, description=description))
     assert isinstance(cfg, VmConfig)
-    assert config.loads(config.dumps(cfg)) == cfg
+    assert codec.loads(codec.dumps(cfg)) == cfg

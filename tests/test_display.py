@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vmbundle import display
 from vmbundle.errors import VmbundleError
+from vmbundle.guest import display
 
 
 def _never_running(_: str) -> bool:
@@ -60,7 +60,7 @@ def test_display_of_a_dead_guest_is_reclaimed(tmp_path: Path) -> None:
     first = free_range(1)
     # A process that took the only display and died without releasing it (a crash).
     code = (
-        "import sys; from pathlib import Path; from vmbundle import display; "
+        "import sys; from pathlib import Path; from vmbundle.guest import display; "
         f"display.allocate(Path({str(tmp_path)!r}), 'crashed', {first}, {first}, '127.0.0.1', lambda g: False)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vmbundle import hostconfig
+from vmbundle import settings
 from vmbundle.errors import ConfigError
-from vmbundle.memory_policy import GiB, MiB, OverheadModel
+from vmbundle.memory.policy import GiB, MiB, OverheadModel
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -38,7 +38,7 @@ listen = "0.0.0.0"
 manifest_dir = "/opt/site/manifests"
 """,
     )
-    cfg = hostconfig.load(p)
+    cfg = settings.load(p)
     assert cfg.bundle_roots == ("tank/vms", "/srv/vms")
     assert cfg.iso_dirs == (Path("/tank/iso"),)
     assert cfg.run_dir == Path("/tmp/vmb-run")
@@ -52,7 +52,7 @@ manifest_dir = "/opt/site/manifests"
 
 
 def test_manifest_dir_defaults_to_the_site_manifests(tmp_path: Path) -> None:
-    cfg = hostconfig.load(write(tmp_path, ""))
+    cfg = settings.load(write(tmp_path, ""))
     assert cfg.manifest_dir == Path("/var/svc/manifest/site/vmbundle")
 
 
@@ -71,7 +71,7 @@ overhead_per_vcpu = "8M"
 overhead_ratio = 0.02
 """,
     )
-    cfg = hostconfig.load(p)
+    cfg = settings.load(p)
     assert (cfg.memory_reserve, cfg.memory_arc_floor, cfg.memory_backend) == (
         2 * GiB,
         0.25,
@@ -82,7 +82,7 @@ overhead_ratio = 0.02
 
 
 def test_memory_defaults(tmp_path: Path) -> None:
-    cfg = hostconfig.load(write(tmp_path, ""))
+    cfg = settings.load(write(tmp_path, ""))
     assert cfg.memory_reserve is None  # auto: max(1G, physical memory / 8)
     assert cfg.memory_arc_floor == 0.2
     assert (cfg.memory_backend, cfg.memory_shrink_timeout) == ("auto", 120)
@@ -101,7 +101,7 @@ def test_memory_defaults(tmp_path: Path) -> None:
 def test_memory_reserve_and_floor_forms(
     tmp_path: Path, text: str, reserve: int | None, arc_floor: float | int, ratio: float
 ) -> None:
-    cfg = hostconfig.load(write(tmp_path, "[memory]\n" + text))
+    cfg = settings.load(write(tmp_path, "[memory]\n" + text))
     assert (cfg.memory_reserve, cfg.memory_arc_floor, cfg.memory_overhead_ratio) == (
         reserve,
         arc_floor,
@@ -114,7 +114,7 @@ def test_environment_variable_names_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VMBUNDLE_CONFIG", str(write(tmp_path, '[run]\ndir = "/tmp/x"\n')))
-    assert hostconfig.load().run_dir == Path("/tmp/x")
+    assert settings.load().run_dir == Path("/tmp/x")
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,10 @@ def test_environment_variable_names_the_file(
         ("[display]\nfirst = 9\nlast = 3\n", "display.first: must not be above display.last"),
         ("[bundles]\niso_dirs = ['iso']\n", "bundles.iso_dirs: must be a list of absolute paths"),
         ("[runn]\ndir = '/x'\n", "[runn]: unknown key; did you mean 'run'?"),
-        ("[smf]\nmanifest_dirs = '/x'\n", "smf.manifest_dirs: unknown key; did you mean 'manifest_dir'?"),
+        (
+            "[smf]\nmanifest_dirs = '/x'\n",
+            "smf.manifest_dirs: unknown key; did you mean 'manifest_dir'?",
+        ),
         ("[smf]\nmanifest_dir = 'site'\n", "smf.manifest_dir: must be an absolute path"),
         ("[run\n", "not valid TOML"),
         ("[memory]\nreserv = '2G'\n", "memory.reserv: unknown key; did you mean 'reserve'?"),
@@ -170,7 +173,7 @@ def test_environment_variable_names_the_file(
 def test_bad_keys_and_values_are_named(tmp_path: Path, text: str, message: str) -> None:
     p = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        hostconfig.load(p)
+        settings.load(p)
     assert message in str(info.value)
     assert str(info.value).startswith(str(p))
     assert len(info.value.problems) == 1
@@ -178,4 +181,4 @@ def test_bad_keys_and_values_are_named(tmp_path: Path, text: str, message: str) 
 
 def test_missing_named_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such configuration file"):
-        hostconfig.load(tmp_path / "nope.toml")
+        settings.load(tmp_path / "nope.toml")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vmbundle.launch import choose_accel
+from vmbundle.guest.prepare import choose_accel
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vmbundle import config
-from vmbundle.live_changes import MediaChange, plan
-from vmbundle.model import VmConfig
+from vmbundle.guest.live_changes import MediaChange, plan
+from vmbundle.vm import codec
+from vmbundle.vm.model import VmConfig
 
 
 def vm(**changes: Any) -> VmConfig:
@@ -24,7 +24,7 @@ def vm(**changes: Any) -> VmConfig:
         "nics": [{"id": "net0", "mac": "52:54:00:12:34:56", "backend": {"type": "user"}}],
     }
     doc.update(changes)
-    return config.structure(doc)
+    return codec.structure(doc)
 
 
 def test_nothing_changed_plans_nothing() -> None:
@@ -113,7 +113,7 @@ def test_applying_the_plan_then_planning_again_leaves_only_the_pending(
 def test_each_profile_gets_its_own_media_commands() -> None:
     from pathlib import Path
 
-    from vmbundle.refresh import media_command
+    from vmbundle.guest.refresh import media_command
 
     iso = Path("/isos/x.iso")
     assert media_command("modern", MediaChange("cd0", "x.iso"), iso) == (

@@ -15,8 +15,8 @@ import pytest
 from smf_support import SmfHost, smf_host
 from support.host import VMBUNDLE
 
-from vmbundle import smf_manifests
-from vmbundle.smf_manifests import Installation, ManifestError
+from vmbundle.service import manifests
+from vmbundle.service.manifests import Installation, ManifestError
 
 DTD = Path(__file__).resolve().parents[2] / "shared" / "illumos" / "service_bundle.dtd.1"
 DTD_SYSTEM_ID = "/usr/share/lib/xml/dtd/service_bundle.dtd.1"
@@ -49,12 +49,12 @@ def xmllint(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def rendered(tmp_path: Path, name: str, config: Path | None) -> Path:
     inst = Installation(BIN / "vmbundle-method", BIN / "vmbundle-controller", config)
     path = tmp_path / name
-    path.write_text(smf_manifests.manifest(name, inst))
+    path.write_text(manifests.manifest(name, inst))
     return path
 
 
 @pytest.mark.parametrize("config", [None, ODD_CONFIG], ids=["default-config", "odd-config"])
-@pytest.mark.parametrize("name", smf_manifests.MANIFESTS)
+@pytest.mark.parametrize("name", manifests.MANIFESTS)
 def test_rendered_manifests_are_valid_against_the_dtd(
     tmp_path: Path, name: str, config: Path | None
 ) -> None:
@@ -74,7 +74,7 @@ def test_values_are_escaped_and_come_back_whole(tmp_path: Path) -> None:
     inst = Installation(
         Path("/opt/v b/100%/vmbundle-method"), BIN / "vmbundle-controller", ODD_CONFIG
     )
-    root = ET.fromstring(smf_manifests.manifest("vm.xml", inst))
+    root = ET.fromstring(manifests.manifest("vm.xml", inst))
     envvar = root.find("service/method_context/method_environment/envvar")
     assert envvar is not None
     assert (envvar.get("name"), envvar.get("value")) == ("VMBUNDLE_CONFIG", str(ODD_CONFIG))
@@ -87,15 +87,15 @@ def test_values_are_escaped_and_come_back_whole(tmp_path: Path) -> None:
 @pytest.mark.parametrize("config", [None, Path("/etc/vmbundle/vmbundle.toml")])
 def test_the_default_configuration_needs_no_method_context(config: Path | None) -> None:
     inst = Installation(BIN / "vmbundle-method", BIN / "vmbundle-controller", config)
-    for name in smf_manifests.MANIFESTS:
-        text = smf_manifests.manifest(name, inst)
+    for name in manifests.MANIFESTS:
+        text = manifests.manifest(name, inst)
         assert "method_context" not in text
         assert "@" not in text
 
 
 def test_the_vm_service_has_no_default_instance_and_no_config_group() -> None:
     inst = Installation(BIN / "vmbundle-method", BIN / "vmbundle-controller")
-    service = ET.fromstring(smf_manifests.manifest("vm.xml", inst)).find("service")
+    service = ET.fromstring(manifests.manifest("vm.xml", inst)).find("service")
     assert service is not None
     assert service.find("create_default_instance") is None
     assert service.find("instance") is None
@@ -104,21 +104,21 @@ def test_the_vm_service_has_no_default_instance_and_no_config_group() -> None:
 
 def test_a_placeholder_without_a_value_is_refused() -> None:
     with pytest.raises(ManifestError, match="no value for CONTROLLER, OTHER"):
-        smf_manifests.render('<a x="@CONTROLLER@"/>\n  @OTHER@\n', {"METHOD": "m"})
+        manifests.render('<a x="@CONTROLLER@"/>\n  @OTHER@\n', {"METHOD": "m"})
 
 
 def test_a_value_is_not_searched_for_placeholders() -> None:
-    assert smf_manifests.render("@A@ @B@", {"A": "@B@", "B": "b"}) == "@B@ b"
+    assert manifests.render("@A@ @B@", {"A": "@B@", "B": "b"}) == "@B@ b"
 
 
 def test_a_control_character_in_a_value_is_refused() -> None:
     inst = Installation(BIN / "vmbundle-method", BIN / "vmbundle-controller", Path("/etc/a\nb"))
     with pytest.raises(ManifestError, match="control characters"):
-        smf_manifests.manifest("vm.xml", inst)
+        manifests.manifest("vm.xml", inst)
 
 
 def test_commands_are_beside_the_interpreter() -> None:
-    method, controller = smf_manifests.installed_commands()
+    method, controller = manifests.installed_commands()
     assert method == Path(sys.executable).absolute().parent / "vmbundle-method"
     assert controller.name == "vmbundle-controller"
 
@@ -162,7 +162,7 @@ def test_install_writes_and_imports_both_services(smf: SmfHost, tmp_path: Path) 
     for attempt in (1, 2):  # the second install imports unchanged manifests again
         proc = vmbundle(config, "smf", "install", smf=smf)
         assert proc.returncode == 0, f"install {attempt}: {proc.stderr}"
-        for name in smf_manifests.MANIFESTS:
+        for name in manifests.MANIFESTS:
             assert f"wrote {manifest_dir / name}" in proc.stdout
             assert f"imported {manifest_dir / name}" in proc.stdout
             assert (manifest_dir / name).stat().st_mode & 0o777 == 0o644
@@ -184,7 +184,7 @@ def test_install_no_import_only_writes(smf: SmfHost, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     proc = vmbundle(config, "smf", "install", "--dir", str(elsewhere), "--no-import", smf=smf)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in elsewhere.iterdir()) == sorted(smf_manifests.MANIFESTS)
+    assert sorted(p.name for p in elsewhere.iterdir()) == sorted(manifests.MANIFESTS)
     assert "imported" not in proc.stdout
     assert smf.run("svcs", "-H", CONTROLLER, check=False).returncode != 0
 

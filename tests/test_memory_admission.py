@@ -18,8 +18,8 @@ from support.serial import SerialLog
 from support.service_host import VM, ServiceHost, service_host
 
 from devhost.kernel import arc as simulated_arc
-from vmbundle import memory_policy
-from vmbundle.guest_process import pid_alive, running_pid
+from vmbundle.guest.process import pid_alive, running_pid
+from vmbundle.memory import policy
 
 pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
 
@@ -47,10 +47,10 @@ def ledger(host: ServiceHost) -> dict[str, int]:
     return {g: c["bytes"] for g, c in json.loads(path.read_text())["charges"].items()}
 
 
-def memory_now(host: ServiceHost) -> memory_policy.HostMemory:
+def memory_now(host: ServiceHost) -> policy.HostMemory:
     """T, R, F, c_min and the baseline as the policy sees them on this devhost
     (no guest charged: the baseline is the ARC maximum now)."""
-    return memory_policy.HostMemory.build(
+    return policy.HostMemory.build(
         host.kstat("unix:0:system_pages:physmem") * 4096,
         host.kstat("zfs:0:arcstats:c_min"),
         host.kstat("zfs:0:arcstats:c_max"),
@@ -58,7 +58,7 @@ def memory_now(host: ServiceHost) -> memory_policy.HostMemory:
 
 
 def charge(ram: int) -> int:
-    return memory_policy.charge(ram, 1, memory_policy.OverheadModel())
+    return policy.charge(ram, 1, policy.OverheadModel())
 
 
 def test_starting_guests_lowers_the_arc_maximum_by_the_rule_and_stopping_raises_it_back(

@@ -6,8 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from vmbundle import memory_ledger
-from vmbundle.memory_ledger import Charge, Ledger
+from vmbundle.memory import ledger
+from vmbundle.memory.ledger import Charge, Ledger
 
 
 def dead_pid() -> int:
@@ -29,15 +29,15 @@ def test_a_charge_is_stale_once_its_owner_and_its_guest_are_both_gone() -> None:
 
 
 def test_the_ledger_round_trips_through_its_file_under_the_lock(tmp_path: Path) -> None:
-    with memory_ledger.locked(tmp_path) as book:
+    with ledger.locked(tmp_path) as book:
         assert book.ledger == Ledger()
-        book.save(memory_ledger.charged(Ledger(baseline=5 << 30), "web01", 2 << 30))
-    again = memory_ledger.read(tmp_path)
+        book.save(ledger.charged(Ledger(baseline=5 << 30), "web01", 2 << 30))
+    again = ledger.read(tmp_path)
     assert again.baseline == 5 << 30
     assert again.amounts() == {"web01": 2 << 30}
     assert again.charges["web01"].owner == os.getpid()
 
 
 def test_a_damaged_ledger_reads_as_empty(tmp_path: Path) -> None:
-    (tmp_path / memory_ledger.FILE).write_text('{"charges": {"web01": {"bytes": "lots"}}}')
-    assert memory_ledger.read(tmp_path) == Ledger()
+    (tmp_path / ledger.FILE).write_text('{"charges": {"web01": {"bytes": "lots"}}}')
+    assert ledger.read(tmp_path) == Ledger()

@@ -1,4 +1,4 @@
-"""Memory admission and the ARC maximum (vmbundle.memory_policy): a worked example
+"""Memory admission and the ARC maximum (vmbundle.memory.policy): a worked example
 with exact numbers, the edge cases, the operator's line, and properties over any
 sequence of admissions and releases."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmbundle.memory_policy import (
+from vmbundle.memory.policy import (
     GiB,
     HostMemory,
     MiB,

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from vmbundle import config, qemu_profile
 from vmbundle.errors import ConfigError, VmbundleError
-from vmbundle.model import Cdrom, Disk, MiB, Nic, NicBackend, VmConfig, Vnc
-from vmbundle.qemu_argv import LaunchFacts, build_argv
-from vmbundle.qemu_opts import (
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.qemu import profile as qemu_profile
+from vmbundle.qemu.argv import LaunchFacts, build_argv
+from vmbundle.qemu.opts import (
     Unrepresentable,
     check_bare,
     check_plain,
@@ -31,8 +31,9 @@ from vmbundle.qemu_opts import (
     escape_implied,
     join,
 )
-from vmbundle.qemu_profile import Profile, parse_version_output
-from vmbundle.rundir import RunPaths
+from vmbundle.qemu.profile import Profile, parse_version_output
+from vmbundle.vm import codec
+from vmbundle.vm.model import Cdrom, Disk, MiB, Nic, NicBackend, VmConfig, Vnc
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("VMBUNDLE_UPDATE_GOLDEN") == "1"
@@ -170,7 +171,7 @@ def check_golden(name: str, argv: list[str]) -> None:
 def test_golden_argv(name: str) -> None:
     cfg, f = GOLDEN_CASES[name]
     # Every golden guest is a valid vm.json, as the loader sees it.
-    assert config.structure(config.unstructure(cfg)) == cfg
+    assert codec.structure(codec.unstructure(cfg)) == cfg
     check_golden(name, build_argv(cfg, f))
 
 
@@ -699,7 +700,7 @@ def scenarios(draw: st.DrawFn) -> tuple[VmConfig, LaunchFacts]:
         ),
     )
     # The generator makes only what the real loader accepts.
-    assert config.structure(config.unstructure(cfg)) == cfg
+    assert codec.structure(codec.unstructure(cfg)) == cfg
     bundle = draw(abs_paths())
     run_dir = draw(
         abs_paths(max_parts=2).filter(lambda p: "=" not in str(p) and len(str(p).encode()) < 60)

@@ -18,10 +18,10 @@ import pytest
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from vmbundle import qemu_profile
-from vmbundle.model import Cdrom, Disk, MiB, VmConfig, Vnc
-from vmbundle.qemu_argv import LaunchFacts, build_argv
-from vmbundle.rundir import RunPaths
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.qemu import profile as qemu_profile
+from vmbundle.qemu.argv import LaunchFacts, build_argv
+from vmbundle.vm.model import Cdrom, Disk, MiB, VmConfig, Vnc
 
 QEMU = "/usr/bin/qemu-system-x86_64"
 QEMU_IMG = "/usr/bin/qemu-img"

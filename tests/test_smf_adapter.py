@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vmbundle import instance
 from vmbundle.adapters import smf
 from vmbundle.errors import ConfigError
+from vmbundle.service import instance
 
 FMRI = "svc:/system/vmbundle/vm:web01"
 
@@ -138,6 +138,6 @@ def test_the_method_with_a_bad_argument_exits_96_as_a_bad_manifest() -> None:
     ],
 )
 def test_therun_state_of_both_query_status_replies(reply: dict[str, object], state: str) -> None:
-    from vmbundle.qmp import run_state_of
+    from vmbundle.qemu.qmp import run_state_of
 
     assert run_state_of(reply) == state

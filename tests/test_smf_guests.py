@@ -18,7 +18,7 @@ import pytest
 from support.serial import SerialLog
 from support.service_host import VM, ServiceHost, service_host
 
-from vmbundle.guest_process import pid_alive, running_pid
+from vmbundle.guest.process import pid_alive, running_pid
 
 pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
 

@@ -1,4 +1,4 @@
-"""vmbundle.storage: bundle roots as plain directories and as zfs-fuse datasets."""
+"""vmbundle.vm.storage: bundle roots as plain directories and as zfs-fuse datasets."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from support.zfs_pool import Pool
 
-from vmbundle import storage
 from vmbundle.adapters import zfs
 from vmbundle.errors import VmbundleError
+from vmbundle.vm import storage
 
 
 def _names() -> set[str]:

@@ -123,7 +123,9 @@ def log_file(fmri: str, *, binary: str = "svcs") -> str:
     return run_tool([binary, "-L", fmri], timeout=30).stdout.strip()
 
 
-def svcadm(subcommand: str, fmri: str, *flags: str, binary: str = "svcadm", timeout: float = 900) -> None:
+def svcadm(
+    subcommand: str, fmri: str, *flags: str, binary: str = "svcadm", timeout: float = 900
+) -> None:
     """`svcadm SUBCOMMAND [FLAGS] FMRI`, e.g. svcadm("enable", fmri, "-s")."""
     run_tool([binary, subcommand, *flags, fmri], timeout=timeout)
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vmbundle import bundle, hostconfig
-from vmbundle.bundle import Bundle
+from vmbundle import settings
 from vmbundle.errors import UsageError
-from vmbundle.hostconfig import HostConfig
-from vmbundle.model import VmConfig
+from vmbundle.settings import HostSettings
 from vmbundle.units import parse_size
+from vmbundle.vm import bundle
+from vmbundle.vm.bundle import Bundle
+from vmbundle.vm.model import VmConfig
 
 
-def host_config(args: argparse.Namespace) -> HostConfig:
-    return hostconfig.load(Path(args.config) if args.config else None)
+def host_config(args: argparse.Namespace) -> HostSettings:
+    return settings.load(Path(args.config) if args.config else None)
 
 
-def load_guest(args: argparse.Namespace, host: HostConfig) -> Bundle:
+def load_guest(args: argparse.Namespace, host: HostSettings) -> Bundle:
     return bundle.load(bundle.locate(host, args.guest), host)
 
 

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import attrs
 
-from vmbundle import bundle, config, launch, storage
 from vmbundle.adapters import qemu_img
-from vmbundle.bundle import Bundle
 from vmbundle.cli.common import host_config, size_argument
 from vmbundle.errors import ToolError, UsageError, VmbundleError
-from vmbundle.guest_process import running_pid
-from vmbundle.hostconfig import HostConfig
-from vmbundle.launch import with_macs
-from vmbundle.model import Cdrom, Disk, Nic, NicBackend, VmConfig, Vnc
-from vmbundle.rundir import RunPaths
+from vmbundle.guest import prepare
+from vmbundle.guest.prepare import with_macs
+from vmbundle.guest.process import running_pid
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.settings import HostSettings
+from vmbundle.vm import bundle, codec, storage
+from vmbundle.vm.bundle import Bundle
+from vmbundle.vm.model import Cdrom, Disk, Nic, NicBackend, VmConfig, Vnc
 
 
 def _options(spec: str, what: str, allowed: tuple[str, ...]) -> tuple[str, dict[str, str]]:
@@ -103,7 +104,7 @@ def config_from_args(args: argparse.Namespace) -> VmConfig:
     )
 
 
-def _root(host: HostConfig, given: str | None) -> storage.BundleRoot:
+def _root(host: HostSettings, given: str | None) -> storage.BundleRoot:
     spec = given or (host.bundle_roots[0] if host.bundle_roots else None)
     if spec is None:
         raise UsageError(
@@ -118,9 +119,9 @@ def cmd_create(args: argparse.Namespace) -> int:
     root = _root(host, args.root)
     # Everything `validate` checks, but the disks, before anything is made.
     cfg = bundle.check_document(
-        config.unstructure(cfg), root.path / cfg.name, host, disks_made=False
+        codec.unstructure(cfg), root.path / cfg.name, host, disks_made=False
     )
-    launch.check_runnable(Bundle(root.path / cfg.name, cfg), host)
+    prepare.check_runnable(Bundle(root.path / cfg.name, cfg), host)
     if args.import_:
         from vmbundle.cli import service
 

@@ -8,15 +8,17 @@ from pathlib import Path
 
 import attrs
 
-from vmbundle import bundle, config, qemu_profile, qmp
 from vmbundle.adapters import qemu_img
 from vmbundle.cli.common import host_config, load_guest, next_device_id, size_argument
 from vmbundle.cli.edit import store
 from vmbundle.errors import UsageError, VmbundleError
-from vmbundle.guest_process import running_pid
-from vmbundle.model import Disk
-from vmbundle.rundir import RunPaths
+from vmbundle.guest.process import running_pid
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.qemu import profile as qemu_profile
+from vmbundle.qemu import qmp
 from vmbundle.units import format_size
+from vmbundle.vm import bundle, codec
+from vmbundle.vm.model import Disk
 
 
 def _progress_printer(label: str) -> qemu_img.ProgressCallback | None:
@@ -65,7 +67,7 @@ def _add(args: argparse.Namespace) -> int:
     )
     # A bad --bus, --format or --cache is refused before any image is made.
     bundle.check_document(
-        config.unstructure(attrs.evolve(b.config, disks=(*b.config.disks, new))),
+        codec.unstructure(attrs.evolve(b.config, disks=(*b.config.disks, new))),
         b.path,
         host,
         disks_made=False,

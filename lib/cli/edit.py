@@ -9,35 +9,35 @@ from typing import Any
 
 import attrs
 
-from vmbundle import bundle, config
-from vmbundle.bundle import Bundle
 from vmbundle.cli.common import host_config, load_guest, next_device_id
 from vmbundle.errors import ConfigError, UsageError
-from vmbundle.fields import Invalid
-from vmbundle.hostconfig import HostConfig
-from vmbundle.model import Cdrom, VmConfig
+from vmbundle.settings import HostSettings
+from vmbundle.vm import bundle, codec
+from vmbundle.vm.bundle import Bundle
+from vmbundle.vm.fields import Invalid
+from vmbundle.vm.model import Cdrom, VmConfig
 
 
-def store(b: Bundle, cfg: VmConfig, host: HostConfig) -> Bundle:
+def store(b: Bundle, cfg: VmConfig, host: HostSettings) -> Bundle:
     """Check cfg as `validate` would, then write it; ConfigError leaves vm.json as it was."""
-    doc = config.unstructure(cfg)
+    doc = codec.unstructure(cfg)
     return store_document(b.path, doc, host)
 
 
-def store_document(path: Path, doc: dict[str, Any], host: HostConfig) -> Bundle:
+def store_document(path: Path, doc: dict[str, Any], host: HostSettings) -> Bundle:
     cfg = bundle.check_document(doc, path, host)
     bundle.save(path, cfg)
     return Bundle(path, cfg)
 
 
-def refresh_if_running(b: Bundle, host: HostConfig) -> str | None:
+def refresh_if_running(b: Bundle, host: HostSettings) -> str | None:
     """Ask SMF to refresh the guest when its instance runs from this bundle, so an
     ISO change goes in the drive now and the rest shows as pending; the FMRI
     refreshed, or None when the guest does not run under SMF from b."""
-    from vmbundle import boot_record
     from vmbundle.adapters import smf
-    from vmbundle.guest_process import running_pid
-    from vmbundle.rundir import RunPaths
+    from vmbundle.guest import boot_record
+    from vmbundle.guest.process import running_pid
+    from vmbundle.guest.rundir import RunPaths
 
     run = RunPaths.for_guest(host.run_dir, b.name)
     record = boot_record.read(run)
@@ -53,14 +53,14 @@ def cmd_set(args: argparse.Namespace) -> int:
     host = host_config(args)
     path = bundle.locate(host, args.guest)
     # The file may be invalid now: set is how an operator repairs it, so start
-    # from the JSON document rather than from a checked config.
+    # from the JSON document rather than from a checked codec.
     doc = bundle.read_document(path)
     for assignment in args.assignments:
         key, sep, value = assignment.partition("=")
         if not sep or not key:
             raise UsageError(f"{path.name}: {assignment!r}: write KEY=VALUE, like ram=4G")
         try:
-            doc = config.set_key(doc, key, value)
+            doc = codec.set_key(doc, key, value)
         except Invalid as exc:
             raise ConfigError([f"{path.name}: {exc}"]) from None
     b = store_document(path, doc, host)

@@ -7,12 +7,13 @@ import json
 import shlex
 import sys
 
-from vmbundle import bundle, config, display
-from vmbundle.bundle import Bundle
 from vmbundle.cli.common import host_config, load_guest
 from vmbundle.errors import ConfigError
-from vmbundle.model import VmConfig
+from vmbundle.guest import display
 from vmbundle.units import format_size
+from vmbundle.vm import bundle, codec
+from vmbundle.vm.bundle import Bundle
+from vmbundle.vm.model import VmConfig
 
 
 def _describe(cfg: VmConfig, path: str) -> list[str]:
@@ -52,7 +53,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     host = host_config(args)
     b = load_guest(args, host)
     if args.json:
-        doc = {"path": str(b.path), "config": config.unstructure(b.config)}
+        doc = {"path": str(b.path), "config": codec.unstructure(b.config)}
         print(json.dumps(doc, indent=2))
     else:
         print("\n".join(_describe(b.config, str(b.path))))
@@ -60,13 +61,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from vmbundle import launch
+    from vmbundle.guest import prepare
 
     host = host_config(args)
     path = bundle.locate(host, args.guest)
     try:
         b = bundle.load(path, host)
-        launch.check_runnable(b, host)
+        prepare.check_runnable(b, host)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
@@ -76,12 +77,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(config.json_schema(), indent=2))
+    print(json.dumps(codec.json_schema(), indent=2))
     return 0
 
 
 def cmd_qemu_argv(args: argparse.Namespace) -> int:
-    from vmbundle import launch
+    from vmbundle.guest import prepare
 
     host = host_config(args)
     b = load_guest(args, host)
@@ -97,6 +98,6 @@ def cmd_qemu_argv(args: argparse.Namespace) -> int:
                 "the first start generates one and keeps it",
                 file=sys.stderr,
             )
-    argv = launch.command_line(Bundle(b.path, launch.with_macs(b.config)), host, number)
+    argv = prepare.command_line(Bundle(b.path, prepare.with_macs(b.config)), host, number)
     print(shlex.join(argv))
     return 0

@@ -16,9 +16,7 @@ from typing import Any
 
 import attrs
 
-from vmbundle import boot_record, bundle, storage
 from vmbundle.adapters import smf
-from vmbundle.boot_record import BootRecord
 from vmbundle.cli.common import host_config
 from vmbundle.cli.service import (
     LOG_TAIL_LINES,
@@ -32,13 +30,16 @@ from vmbundle.cli.service import (
     tail,
     why,
 )
-from vmbundle.display import BASE_PORT
 from vmbundle.errors import VmbundleError
-from vmbundle.guest_process import running_pid
-from vmbundle.hostconfig import HostConfig
-from vmbundle.model import VmConfig
-from vmbundle.rundir import RunPaths
+from vmbundle.guest import boot_record
+from vmbundle.guest.boot_record import BootRecord
+from vmbundle.guest.display import BASE_PORT
+from vmbundle.guest.process import running_pid
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.settings import HostSettings
 from vmbundle.units import format_size
+from vmbundle.vm import bundle, storage
+from vmbundle.vm.model import VmConfig
 
 # --- list --------------------------------------------------------------------------------
 
@@ -94,7 +95,7 @@ def running_record(run: RunPaths) -> BootRecord | None:
     return record if record is not None and qemu_pid(run) is not None else None
 
 
-def bundles_in_roots(host: HostConfig) -> list[Path]:
+def bundles_in_roots(host: HostSettings) -> list[Path]:
     found: list[Path] = []
     for spec in host.bundle_roots:
         try:
@@ -108,7 +109,7 @@ def bundles_in_roots(host: HostConfig) -> list[Path]:
 
 
 def make_row(
-    host: HostConfig, name: str, fmri: str | None, state: tuple[str, str], path: str | None
+    host: HostSettings, name: str, fmri: str | None, state: tuple[str, str], path: str | None
 ) -> Row:
     record = running_record(RunPaths.for_guest(host.run_dir, name))
     return Row(
@@ -122,7 +123,7 @@ def make_row(
     )
 
 
-def rows(host: HostConfig) -> list[Row]:
+def rows(host: HostSettings) -> list[Row]:
     states = smf.states()
     paths = smf.bundle_paths()
     out = [
@@ -167,7 +168,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def run_state(run: RunPaths) -> tuple[str | None, str | None]:
     """(QMP run state, None) or (None, why QMP gave none)."""
-    from vmbundle import qmp  # a socket session, only for a running guest
+    from vmbundle.qemu import qmp  # a socket session, only for a running guest
 
     try:
         return qmp.run_state(run, QMP_TIMEOUT), None
@@ -188,7 +189,7 @@ def started(when: float) -> str:
     return datetime.fromtimestamp(when).astimezone().isoformat(sep=" ", timespec="seconds")
 
 
-def status_of_instance(host: HostConfig, inst: Instance) -> dict[str, Any]:
+def status_of_instance(host: HostSettings, inst: Instance) -> dict[str, Any]:
     run = RunPaths.for_guest(host.run_dir, inst.name)
     pid = qemu_pid(run)
     record = boot_record.read(run) if pid is not None else None
@@ -215,7 +216,7 @@ def status_of_instance(host: HostConfig, inst: Instance) -> dict[str, Any]:
     }
 
 
-def status_of_bundle(host: HostConfig, name: str) -> dict[str, Any]:
+def status_of_bundle(host: HostSettings, name: str) -> dict[str, Any]:
     """A bundle in the roots that has no instance yet (just received, say)."""
     try:
         path = bundle.locate(host, name)

@@ -7,11 +7,12 @@ import argparse
 import json
 from typing import Any
 
-from vmbundle import memory, memory_ledger, memory_policy
 from vmbundle.cli.common import host_config, size_argument
 from vmbundle.errors import VmbundleError
+from vmbundle.memory import admission, policy
+from vmbundle.memory import ledger as memory_ledger
 
-GiB = memory_policy.GiB
+GiB = policy.GiB
 
 
 def _gib(n: int) -> str:
@@ -21,7 +22,7 @@ def _gib(n: int) -> str:
 def cmd_memory(args: argparse.Namespace) -> int:
     host = host_config(args)
     if args.memory_command == "reconcile":
-        released, charged = memory.reconcile(host)
+        released, charged = admission.reconcile(host)
         if args.json:
             print(json.dumps({"released": released, "charged": charged}))
             return 0
@@ -32,15 +33,15 @@ def cmd_memory(args: argparse.Namespace) -> int:
         if not released and not charged:
             print("the ledger matches the guests running")
         return 0
-    arc_backend = memory.backend(host)
+    arc_backend = admission.backend(host)
     if arc_backend is None:
         raise VmbundleError(
-            "no ARC to manage on this host (memory.backend is none, or no ZFS was found); "
+            "no ARC to manage on this host (admission.backend is none, or no ZFS was found); "
             'set backend = "illumos" or "linux" in the [memory] section of the host configuration'
         )
     state = arc_backend.read()
     ledger = memory_ledger.read(host.run_dir)
-    mem = memory.host_memory(host, state, ledger)
+    mem = admission.host_memory(host, state, ledger)
     charges = ledger.amounts()
     held = sum(charges.values())
     report: dict[str, Any] = {
@@ -60,7 +61,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
     }
     if args.size:
         ram = size_argument(args.size, "--size")
-        decision = memory_policy.what_if(mem, charges, ram, args.vcpus, host.overhead_model())
+        decision = policy.what_if(mem, charges, ram, args.vcpus, host.overhead_model())
         report["what_if"] = {
             "ram": ram,
             "vcpus": args.vcpus,

@@ -10,11 +10,14 @@ import sys
 
 import attrs
 
-from vmbundle import boot, bundle, launch, memory, qmp
 from vmbundle.cli.common import host_config, load_guest
 from vmbundle.errors import VmbundleError
-from vmbundle.hostconfig import HostConfig
-from vmbundle.launch import Launch
+from vmbundle.guest import boot, prepare
+from vmbundle.guest.prepare import Launch
+from vmbundle.memory import admission
+from vmbundle.qemu import qmp
+from vmbundle.settings import HostSettings
+from vmbundle.vm import bundle
 
 
 def _forget_boot_once(started: Launch) -> None:
@@ -42,19 +45,19 @@ def _wait_powered_off(proc: subprocess.Popen[bytes], started: Launch) -> int:
             return proc.wait(timeout=30)
 
 
-def run_foreground(host: HostConfig, b: bundle.Bundle) -> int:
+def run_foreground(host: HostSettings, b: bundle.Bundle) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    memory.reserve(host, b.name, b.config, say)
+    admission.reserve(host, b.name, b.config, say)
     try:
         return _run_admitted(host, b)
     finally:
-        memory.release(host, b.name, say)
+        admission.release(host, b.name, say)
 
 
-def _run_admitted(host: HostConfig, b: bundle.Bundle) -> int:
-    started = launch.prepare(b, host)
+def _run_admitted(host: HostSettings, b: bundle.Bundle) -> int:
+    started = prepare.prepare(b, host)
     proc: subprocess.Popen[bytes] | None = None
     try:
         proc = boot.start_qemu(started)
@@ -74,7 +77,7 @@ def _run_admitted(host: HostConfig, b: bundle.Bundle) -> int:
     finally:
         if proc is not None:
             boot.stop_process(proc)
-        launch.finish(b.name, started.run, host)
+        prepare.finish(b.name, started.run, host)
 
 
 def _stop_on_sigterm() -> None:

@@ -19,12 +19,12 @@ from typing import BinaryIO
 
 import attrs
 
-from vmbundle import bundle, config
 from vmbundle.adapters import smf
-from vmbundle.bundle import Bundle
 from vmbundle.cli.common import host_config
 from vmbundle.errors import ConfigError, ToolError, UsageError, VmbundleError
-from vmbundle.model import NAME_PATTERN, VmConfig
+from vmbundle.vm import bundle, codec
+from vmbundle.vm.bundle import Bundle
+from vmbundle.vm.model import NAME_PATTERN, VmConfig
 
 # States in which the restarter may be running or about to run the guest's QEMU.
 ACTIVE = ("online", "degraded", "offline")
@@ -159,8 +159,8 @@ def quick_config(path: str | Path | None) -> VmConfig | None:
     if not path:
         return None
     try:
-        return config.structure(bundle.read_document(Path(path)))
-    except (ConfigError, config.ConfigProblems):
+        return codec.structure(bundle.read_document(Path(path)))
+    except (ConfigError, codec.ConfigProblems):
         return None
 
 

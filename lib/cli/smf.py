@@ -6,12 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
-from vmbundle import smf_manifests
 from vmbundle.adapters import smf
 from vmbundle.atomic import write_atomic
 from vmbundle.cli.common import host_config
 from vmbundle.errors import VmbundleError
-from vmbundle.smf_manifests import Installation
+from vmbundle.service import manifests
+from vmbundle.service.manifests import Installation
 
 
 def _config_in_use(args: argparse.Namespace) -> Path | None:
@@ -22,7 +22,7 @@ def _config_in_use(args: argparse.Namespace) -> Path | None:
 
 
 def _installation(args: argparse.Namespace) -> Installation:
-    method, controller = smf_manifests.installed_commands()
+    method, controller = manifests.installed_commands()
     for command in (method, controller):
         # A manifest naming a missing command would only fail at the first start.
         if not os.access(command, os.X_OK):
@@ -45,10 +45,10 @@ def install(args: argparse.Namespace) -> int:
             f"{directory}: cannot create the manifest directory: {exc.strerror}"
         ) from None
     written: list[Path] = []
-    for name in smf_manifests.MANIFESTS:
+    for name in manifests.MANIFESTS:
         path = directory / name
         try:
-            write_atomic(path, smf_manifests.manifest(name, inst).encode(), mode=0o644)
+            write_atomic(path, manifests.manifest(name, inst).encode(), mode=0o644)
         except OSError as exc:
             raise VmbundleError(f"{path}: cannot write the manifest: {exc.strerror}") from None
         print(f"wrote {path}")

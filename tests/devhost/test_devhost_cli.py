@@ -16,8 +16,8 @@ from devhost import zfspool
 from devhost.kernel import arc
 from devhost.smf import notify
 from devhost.smf.startd import daemon
-from vmbundle import hostconfig
-from vmbundle.rundir import RunPaths
+from vmbundle import settings
+from vmbundle.guest.rundir import RunPaths
 
 pytestmark = pytest.mark.zfs
 
@@ -65,7 +65,7 @@ def test_up_boots_kernel_tools_pool_and_config(tmp_path: Path, devhost_states: l
     kernel = arc.read(state)
     assert kernel.physmem == 16 * GIB
     assert kernel.arc.c == kernel.arc.c_max == 13 * GIB
-    config = hostconfig.load(state / "vmbundle.toml")
+    config = settings.load(state / "vmbundle.toml")
     assert config.bundle_roots == (str(pool.vms),)
     assert config.iso_dirs == (pool.iso,)
     assert config.run_dir.is_dir()
@@ -89,7 +89,7 @@ def test_run_dir_and_restarter_socket_are_short_enough_when_the_state_dir_is_lon
     devhost_states.append(state)
     assert len(str(state / "smf" / "startd.sock")) >= 108
     out = devhost("up", "--state", str(state), "--pool-size", "256M")
-    config = hostconfig.load(state / "vmbundle.toml")
+    config = settings.load(state / "vmbundle.toml")
     assert config.run_dir != state / "run"
     assert not RunPaths.for_guest(config.run_dir, "g" * 63).too_long()
     assert (state / "run").resolve() == config.run_dir

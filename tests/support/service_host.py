@@ -19,8 +19,9 @@ import attrs
 from support.devhost import devhost, tear_down
 from support.guest import test_guest_iso
 from support.host import VMBUNDLE
-from vmbundle import boot_record, qmp
-from vmbundle.rundir import RunPaths
+from vmbundle.guest import boot_record
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.qemu import qmp
 
 VM = "svc:/system/vmbundle/vm"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vmbundle.atomic import write_atomic
 from vmbundle.errors import VmbundleError
-from vmbundle.guest_process import pid_alive
+from vmbundle.guest.process import pid_alive
 from vmbundle.locks import exclusive
 
 TABLE = "displays.json"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vmbundle.adapters.smf import BUNDLE_PROPERTY
-from vmbundle.bundle import CONFIG_FILE
 from vmbundle.errors import ConfigError
+from vmbundle.vm.bundle import CONFIG_FILE
 
 
 def _fix(fmri: str) -> str:

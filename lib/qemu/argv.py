@@ -5,7 +5,7 @@ profile, the accelerator, the bundle and run paths, the VNC display, the
 resolved ISOs) comes in LaunchFacts, so one config and one set of facts always
 give the same argv, and golden tests pin every option of both dialects.
 
-Every value from the bundle or the run directory goes through vmbundle.qemu_opts
+Every value from the bundle or the run directory goes through vmbundle.qemu.opts
 (commas doubled, control characters refused), and image paths are absolute, so
 QEMU never takes the start of a path for a protocol ("nbd:", "json:"). What the
 profile cannot run raises ConfigError, one line per problem, each naming the
@@ -53,8 +53,8 @@ from typing import Literal
 import attrs
 
 from vmbundle.errors import ConfigError
-from vmbundle.model import Cdrom, Disk, MiB, Nic, VmConfig
-from vmbundle.qemu_opts import (
+from vmbundle.guest.rundir import MAX_SOCKET_PATH, RunPaths
+from vmbundle.qemu.opts import (
     OLD_QEMU_MAX_VALUE_BYTES,
     Pair,
     Unrepresentable,
@@ -63,8 +63,8 @@ from vmbundle.qemu_opts import (
     escape_implied,
     join,
 )
-from vmbundle.qemu_profile import Profile
-from vmbundle.rundir import MAX_SOCKET_PATH, RunPaths
+from vmbundle.qemu.profile import Profile
+from vmbundle.vm.model import Cdrom, Disk, MiB, Nic, VmConfig
 
 Accel = Literal["kvm", "tcg"]
 

@@ -1,7 +1,7 @@
 """The guest's configuration, as `vm.json` (schema version 1) holds it.
 
-Each field declares its JSON kind and a line of documentation (vmbundle.fields);
-vmbundle.config loads, checks and writes these classes, and `vmbundle schema`
+Each field declares its JSON kind and a line of documentation (vmbundle.vm.fields);
+vmbundle.vm.codec loads, checks and writes these classes, and `vmbundle schema`
 prints them as a JSON Schema. Sizes are held in bytes.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import attrs
 
-from vmbundle.fields import (
+from vmbundle.vm.fields import (
     Bool,
     Choice,
     Int,

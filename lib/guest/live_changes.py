@@ -14,9 +14,9 @@ from typing import Any
 
 import attrs
 
-from vmbundle import config
-from vmbundle.model import VmConfig
 from vmbundle.units import format_size
+from vmbundle.vm import codec
+from vmbundle.vm.model import VmConfig
 
 # Read when needed (by the stop method, the controller, the next start), so a
 # changed value needs nothing from QEMU.
@@ -108,5 +108,5 @@ def plan(running: VmConfig, wanted: VmConfig) -> LivePlan:
         **{k: getattr(wanted, k) for k in _READ_WHEN_NEEDED},
     )
     pending: list[str] = []
-    _differences("", config.unstructure(applied), config.unstructure(wanted), pending)
+    _differences("", codec.unstructure(applied), codec.unstructure(wanted), pending)
     return LivePlan(media=tuple(media), pending=tuple(pending), applied=applied)

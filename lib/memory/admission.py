@@ -15,15 +15,17 @@ from collections.abc import Callable
 
 import attrs
 
-from vmbundle import arc, boot_record, memory_ledger, memory_policy
-from vmbundle.arc import ArcBackend, ArcState
 from vmbundle.errors import SMF_EXIT_ERR_FATAL, VmbundleError
-from vmbundle.guest_process import running_pid
-from vmbundle.hostconfig import HostConfig
-from vmbundle.memory_ledger import Ledger
-from vmbundle.memory_policy import Decision, HostMemory
-from vmbundle.model import VmConfig
-from vmbundle.rundir import RunPaths
+from vmbundle.guest import boot_record
+from vmbundle.guest.process import running_pid
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.memory import arc, policy
+from vmbundle.memory import ledger as memory_ledger
+from vmbundle.memory.arc import ArcBackend, ArcState
+from vmbundle.memory.ledger import Ledger
+from vmbundle.memory.policy import Decision, HostMemory
+from vmbundle.settings import HostSettings
+from vmbundle.vm.model import VmConfig
 
 Say = Callable[[str], None]
 
@@ -34,11 +36,11 @@ class AdmissionRefused(VmbundleError):
     exit_code = SMF_EXIT_ERR_FATAL
 
 
-def backend(host: HostConfig) -> ArcBackend | None:
+def backend(host: HostSettings) -> ArcBackend | None:
     return arc.choose(host.memory_backend)
 
 
-def host_memory(host: HostConfig, state: ArcState, ledger: Ledger) -> HostMemory:
+def host_memory(host: HostSettings, state: ArcState, ledger: Ledger) -> HostMemory:
     baseline = ledger.baseline if ledger.baseline is not None else state.c_max
     return HostMemory.build(
         state.physmem,
@@ -49,7 +51,7 @@ def host_memory(host: HostConfig, state: ArcState, ledger: Ledger) -> HostMemory
     )
 
 
-def _guest_running(host: HostConfig) -> Callable[[str], bool]:
+def _guest_running(host: HostSettings) -> Callable[[str], bool]:
     return lambda g: running_pid(RunPaths.for_guest(host.run_dir, g)) is not None
 
 
@@ -58,24 +60,22 @@ def _set_max(arc_backend: ArcBackend, state: ArcState, arc_max: int) -> None:
         arc_backend.set_max(arc_max)
 
 
-def reserve(host: HostConfig, guest: str, cfg: VmConfig, say: Say) -> Decision | None:
+def reserve(host: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decision | None:
     """Charge guest, lower the ARC maximum, and wait until the ARC's size is down;
     AdmissionRefused (nothing left reserved) when it does not fit or the ARC does
     not shrink in time. None when the host has no ARC to manage."""
     arc_backend = backend(host)
     if arc_backend is None:
         return None
-    amount = memory_policy.charge(cfg.ram, cfg.vcpus, host.overhead_model())
+    amount = policy.charge(cfg.ram, cfg.vcpus, host.overhead_model())
     with memory_ledger.locked(host.run_dir) as book:
         state = arc_backend.read()
         mem = host_memory(host, state, book.ledger)
-        decision = memory_policy.admit(mem, book.ledger.amounts(), guest, amount)
+        decision = policy.admit(mem, book.ledger.amounts(), guest, amount)
         if not decision.admitted:
             raise AdmissionRefused(decision.line(guest))
         # The baseline is saved before the first change, and kept until the last release.
-        book.save(
-            memory_ledger.charged(attrs.evolve(book.ledger, baseline=mem.baseline), guest, amount)
-        )
+        book.save(memory_ledger.charged(attrs.evolve(book.ledger, baseline=mem.baseline), guest, amount))
         try:
             _set_max(arc_backend, state, decision.arc_max)
         except VmbundleError:
@@ -93,7 +93,7 @@ def reserve(host: HostConfig, guest: str, cfg: VmConfig, say: Say) -> Decision |
 
 
 def _wait_for_shrink(
-    host: HostConfig, arc_backend: ArcBackend, guest: str, target: int, say: Say
+    host: HostSettings, arc_backend: ArcBackend, guest: str, target: int, say: Say
 ) -> None:
     limit = target + host.memory_shrink_slack
     deadline = time.monotonic() + host.memory_shrink_timeout
@@ -113,7 +113,7 @@ def _wait_for_shrink(
 
 
 def _gib(n: int) -> str:
-    return f"{n / memory_policy.GiB:.2f} GiB"
+    return f"{n / policy.GiB:.2f} GiB"
 
 
 def _without(ledger: Ledger, guest: str) -> dict[str, memory_ledger.Charge]:
@@ -121,7 +121,7 @@ def _without(ledger: Ledger, guest: str) -> dict[str, memory_ledger.Charge]:
 
 
 def _settle(
-    host: HostConfig,
+    host: HostSettings,
     arc_backend: ArcBackend,
     book: memory_ledger.Book,
     drop: list[str],
@@ -133,13 +133,13 @@ def _settle(
     mem = host_memory(host, state, book.ledger)
     charges = {g: c for g, c in book.ledger.charges.items() if g not in drop}
     charges.update(add or {})
-    arc_max = memory_policy.arc_max_for(mem, {g: c.bytes for g, c in charges.items()})
+    arc_max = policy.arc_max_for(mem, {g: c.bytes for g, c in charges.items()})
     _set_max(arc_backend, state, arc_max)
     book.save(Ledger(baseline=mem.baseline if charges else None, charges=charges))
     return arc_max
 
 
-def release(host: HostConfig, guest: str, say: Say) -> None:
+def release(host: HostSettings, guest: str, say: Say) -> None:
     """Give back guest's charge and let the ARC grow."""
     arc_backend = backend(host)
     if arc_backend is None:
@@ -151,7 +151,7 @@ def release(host: HostConfig, guest: str, say: Say) -> None:
     say(f"{guest}: memory released; ARC maximum {_gib(arc_max)}")
 
 
-def _running_uncharged(host: HostConfig, ledger: Ledger) -> dict[str, memory_ledger.Charge]:
+def _running_uncharged(host: HostSettings, ledger: Ledger) -> dict[str, memory_ledger.Charge]:
     """Guests whose QEMU runs with no charge in the ledger (a ledger lost or
     damaged), charged from the configuration they run with."""
     found: dict[str, memory_ledger.Charge] = {}
@@ -166,12 +166,12 @@ def _running_uncharged(host: HostConfig, ledger: Ledger) -> dict[str, memory_led
         if pid is None or record is None:
             continue
         cfg = record.config
-        amount = memory_policy.charge(cfg.ram, cfg.vcpus, host.overhead_model())
+        amount = policy.charge(cfg.ram, cfg.vcpus, host.overhead_model())
         found[entry.name] = memory_ledger.Charge(amount, pid)
     return found
 
 
-def reconcile(host: HostConfig) -> tuple[list[str], list[str]]:
+def reconcile(host: HostSettings) -> tuple[list[str], list[str]]:
     """Settle the ledger against the guests really running: drop the charges of
     guests gone (killed, crashed, or whose stop never ran) and charge running
     guests the ledger lacks; (the guests released, the guests charged)."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 import subprocess
 import time
 
-from vmbundle import qmp
 from vmbundle.errors import SMF_EXIT_ERR_FATAL, VmbundleError
-from vmbundle.launch import Launch
+from vmbundle.guest.prepare import Launch
+from vmbundle.qemu import qmp
 
 
 class QemuDied(VmbundleError):

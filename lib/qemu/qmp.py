@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from vmbundle.errors import VmbundleError
+from vmbundle.guest.rundir import RunPaths
 from vmbundle.locks import exclusive
-from vmbundle.rundir import RunPaths
 
 T = TypeVar("T")
 

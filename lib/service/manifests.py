@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 
 import attrs
 
-from vmbundle import hostconfig
+from vmbundle import settings
 from vmbundle.errors import VmbundleError
 
 # The vm service first: the controller, once enabled, expects it to exist.
@@ -78,7 +78,7 @@ def _exec_word(path: Path, what: str) -> str:
 
 
 def _method_context(config: Path | None) -> str:
-    if config is None or config == hostconfig.DEFAULT_PATH:
+    if config is None or config == settings.DEFAULT_PATH:
         return ""
     value = _checked(str(config), "host configuration")
     if not config.is_absolute():

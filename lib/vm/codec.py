@@ -3,7 +3,7 @@
 Reading collects every problem with its JSON path (`disks[1].size: must be a
 size like 20G, got "big"`) instead of stopping at the first, so `vmbundle
 validate` can list them all. Rules that need the host or the bundle's files
-live in vmbundle.bundle; the rules here need only the file itself.
+live in vmbundle.vm.bundle; the rules here need only the file itself.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import attrs
 
-from vmbundle.fields import Invalid, ListOf, Obj, is_required, kind_of
-from vmbundle.model import SCHEMA_VERSION, Cdrom, Disk, Nic, VmConfig
+from vmbundle.vm.fields import Invalid, ListOf, Obj, is_required, kind_of
+from vmbundle.vm.model import SCHEMA_VERSION, Cdrom, Disk, Nic, VmConfig
 
 MAX_FILE_BYTES = 1 << 20
 

@@ -10,7 +10,7 @@ import errno
 import fcntl
 import os
 
-from vmbundle.rundir import RunPaths
+from vmbundle.guest.rundir import RunPaths
 
 
 def running_pid(run: RunPaths) -> int | None:

@@ -2,7 +2,7 @@
 
 Loading and checking only read: a bad bundle is reported, never touched. The
 rules here are those that need the bundle's files or the host; the rules of the
-file alone are in vmbundle.config.
+file alone are in vmbundle.vm.codec.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from pathlib import Path
 
 import attrs
 
-from vmbundle import config, storage
 from vmbundle.adapters import qemu_img
 from vmbundle.atomic import write_atomic
-from vmbundle.config import ConfigProblems, Problem
 from vmbundle.errors import ConfigError, ToolError, VmbundleError
-from vmbundle.host import HostMeans
-from vmbundle.hostconfig import HostConfig
-from vmbundle.model import NAME_PATTERN, VmConfig
+from vmbundle.settings import HostSettings
 from vmbundle.units import format_size
+from vmbundle.vm import codec, storage
+from vmbundle.vm.codec import ConfigProblems, Problem
+from vmbundle.vm.means import HostMeans
+from vmbundle.vm.model import NAME_PATTERN, VmConfig
 
 CONFIG_FILE = "vm.json"
 MAX_BACKING_DEPTH = 16
@@ -41,7 +41,7 @@ class Bundle:
         return self.path / file
 
 
-def locate(host: HostConfig, name_or_path: str) -> Path:
+def locate(host: HostSettings, name_or_path: str) -> Path:
     """The bundle directory a guest is known by: a path, or a name in the bundle roots."""
     if "/" in name_or_path or name_or_path in (".", ".."):
         path = Path(os.path.abspath(name_or_path))
@@ -83,13 +83,13 @@ def read_document(path: Path) -> dict[str, object]:
     except OSError as exc:
         raise ConfigError([f"{path.name}: cannot read {cfg_path}: {exc.strerror}"]) from None
     try:
-        doc: dict[str, object] = config.parse_json(data)
+        doc: dict[str, object] = codec.parse_json(data)
     except ConfigProblems as exc:
         raise ConfigError([p.line(path.name) for p in exc.problems]) from None
     return doc
 
 
-def load(path: Path, host: HostConfig, means: HostMeans | None = None) -> Bundle:
+def load(path: Path, host: HostSettings, means: HostMeans | None = None) -> Bundle:
     """The bundle at path, checked; ConfigError lists every problem, one line each."""
     return Bundle(path=path, config=check_document(read_document(path), path, host, means))
 
@@ -97,7 +97,7 @@ def load(path: Path, host: HostConfig, means: HostMeans | None = None) -> Bundle
 def check_document(
     doc: dict[str, object],
     path: Path,
-    host: HostConfig,
+    host: HostSettings,
     means: HostMeans | None = None,
     *,
     disks_made: bool = True,
@@ -107,7 +107,7 @@ def check_document(
     they are made). ConfigError lists every problem, one line each."""
     label = _guest_label(path, doc)
     try:
-        cfg = config.structure(doc)
+        cfg = codec.structure(doc)
     except ConfigProblems as exc:
         raise ConfigError([p.line(label) for p in exc.problems]) from None
     problems = check_host_means(cfg, means or HostMeans.of_this_host())
@@ -166,7 +166,7 @@ def _bundle_file(bundle_real: Path, rel: str, where: str) -> tuple[Path | None, 
 def check_bundle_files(
     cfg: VmConfig,
     path: Path,
-    host: HostConfig,
+    host: HostSettings,
     image_info: Callable[[Path], qemu_img.ImageInfo] | None = None,
 ) -> list[Problem]:
     """Disks and ISOs exist, stay inside the bundle (or an ISO directory), and are what
@@ -267,4 +267,4 @@ def _check_image(
 
 def save(path: Path, cfg: VmConfig) -> None:
     """Write vm.json atomically; the caller has checked cfg."""
-    write_atomic(path / CONFIG_FILE, config.dumps(cfg))
+    write_atomic(path / CONFIG_FILE, codec.dumps(cfg))

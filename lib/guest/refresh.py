@@ -8,12 +8,13 @@ from pathlib import Path
 
 import attrs
 
-from vmbundle import boot_record, live_changes, qmp
-from vmbundle.boot_record import BootRecord
 from vmbundle.errors import ConfigError
-from vmbundle.live_changes import MediaChange
-from vmbundle.model import VmConfig
-from vmbundle.rundir import RunPaths
+from vmbundle.guest import boot_record, live_changes
+from vmbundle.guest.boot_record import BootRecord
+from vmbundle.guest.live_changes import MediaChange
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.qemu import qmp
+from vmbundle.vm.model import VmConfig
 
 Say = Callable[[str], None]
 

@@ -17,15 +17,15 @@ from typing import Any
 
 import attrs
 
-from vmbundle import memory_policy
 from vmbundle.errors import ConfigError
+from vmbundle.memory import policy
 from vmbundle.units import parse_size
 
 DEFAULT_PATH = Path("/etc/vmbundle/vmbundle.toml")
 
 
 @attrs.frozen
-class HostConfig:
+class HostSettings:
     bundle_roots: tuple[str, ...] = ()
     iso_dirs: tuple[Path, ...] = ()
     run_dir: Path = Path("/var/run/vmbundle")
@@ -37,27 +37,27 @@ class HostConfig:
     vnc_listen: str = "127.0.0.1"
     # svc:/system/manifest-import imports everything under /var/svc/manifest/site at boot.
     manifest_dir: Path = Path("/var/svc/manifest/site/vmbundle")
-    # [memory] (vmbundle.memory_policy). None: "auto", computed from physical memory.
+    # [memory] (vmbundle.memory.policy). None: "auto", computed from physical memory.
     memory_reserve: int | None = None
     # A float is a fraction of physical memory, an int a number of bytes.
-    memory_arc_floor: float | int = memory_policy.DEFAULT_ARC_FLOOR
+    memory_arc_floor: float | int = policy.DEFAULT_ARC_FLOOR
     memory_backend: str = "auto"
     memory_shrink_timeout: int = 120
-    memory_shrink_slack: int = 64 * memory_policy.MiB
-    memory_overhead_fixed: int = memory_policy.DEFAULT_OVERHEAD_FIXED
-    memory_overhead_per_vcpu: int = memory_policy.DEFAULT_OVERHEAD_PER_VCPU
-    memory_overhead_ratio: float = memory_policy.DEFAULT_OVERHEAD_RATIO
+    memory_shrink_slack: int = 64 * policy.MiB
+    memory_overhead_fixed: int = policy.DEFAULT_OVERHEAD_FIXED
+    memory_overhead_per_vcpu: int = policy.DEFAULT_OVERHEAD_PER_VCPU
+    memory_overhead_ratio: float = policy.DEFAULT_OVERHEAD_RATIO
     source: Path | None = None
 
-    def overhead_model(self) -> memory_policy.OverheadModel:
-        return memory_policy.OverheadModel(
+    def overhead_model(self) -> policy.OverheadModel:
+        return policy.OverheadModel(
             fixed=self.memory_overhead_fixed,
             per_vcpu=self.memory_overhead_per_vcpu,
             ratio=self.memory_overhead_ratio,
         )
 
 
-# section -> key -> (HostConfig attribute, checker)
+# section -> key -> (HostSettings attribute, checker)
 def _str_list(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
         raise ValueError("must be a list of non-empty strings")
@@ -202,7 +202,7 @@ def _unknown(key: str, known: list[str]) -> str:
     )
 
 
-def parse(doc: dict[str, Any], source: Path | None) -> HostConfig:
+def parse(doc: dict[str, Any], source: Path | None) -> HostSettings:
     where = str(source) if source else "configuration"
     problems: list[str] = []
     values: dict[str, Any] = {}
@@ -223,7 +223,7 @@ def parse(doc: dict[str, Any], source: Path | None) -> HostConfig:
                 values[attr] = check(value)
             except ValueError as exc:
                 problems.append(f"{where}: {section}.{key}: {exc}")
-    cfg = HostConfig(**values, source=source)
+    cfg = HostSettings(**values, source=source)
     if not problems and cfg.display_first > cfg.display_last:
         problems.append(f"{where}: display.first: must not be above display.last")
     if problems:
@@ -231,13 +231,13 @@ def parse(doc: dict[str, Any], source: Path | None) -> HostConfig:
     return cfg
 
 
-def load(path: Path | None = None) -> HostConfig:
+def load(path: Path | None = None) -> HostSettings:
     """The host configuration from path, $VMBUNDLE_CONFIG or the default file."""
     if path is None:
         env = os.environ.get("VMBUNDLE_CONFIG")
         path = Path(env) if env else DEFAULT_PATH
         if not env and not path.exists():
-            return HostConfig()
+            return HostSettings()
     try:
         with path.open("rb") as f:
             doc = tomllib.load(f)

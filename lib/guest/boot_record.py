@@ -14,10 +14,10 @@ from typing import Any
 
 import attrs
 
-from vmbundle import config
 from vmbundle.atomic import write_atomic
-from vmbundle.model import VmConfig
-from vmbundle.rundir import RunPaths
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.vm import codec
+from vmbundle.vm.model import VmConfig
 
 
 @attrs.frozen
@@ -40,7 +40,7 @@ class BootRecord:
     def to_json(self) -> bytes:
         doc: dict[str, Any] = {
             "bundle": self.bundle,
-            "config": config.unstructure(self.config),
+            "config": codec.unstructure(self.config),
             "profile": self.profile,
             "qemu_pid": self.qemu_pid,
             "started": self.started,
@@ -55,7 +55,7 @@ class BootRecord:
         doc = json.loads(data)
         return cls(
             bundle=str(doc["bundle"]),
-            config=config.structure(doc["config"]),
+            config=codec.structure(doc["config"]),
             profile=str(doc["profile"]),
             qemu_pid=int(doc["qemu_pid"]),
             started=float(doc["started"]),
@@ -74,5 +74,5 @@ def read(run: RunPaths) -> BootRecord | None:
     started, or a run directory from before a crash that lost it)."""
     try:
         return BootRecord.from_json(Path(run.state).read_bytes())
-    except (OSError, ValueError, KeyError, TypeError, config.ConfigProblems):
+    except (OSError, ValueError, KeyError, TypeError, codec.ConfigProblems):
         return None

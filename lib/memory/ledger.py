@@ -19,7 +19,7 @@ from pathlib import Path
 import attrs
 
 from vmbundle.atomic import write_atomic
-from vmbundle.guest_process import pid_alive
+from vmbundle.guest.process import pid_alive
 from vmbundle.locks import exclusive
 
 FILE = "memory.json"

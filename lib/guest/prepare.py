@@ -13,16 +13,17 @@ from pathlib import Path
 
 import attrs
 
-from vmbundle import bundle as bundle_mod
-from vmbundle import display, qemu_profile
 from vmbundle.atomic import write_atomic
-from vmbundle.bundle import Bundle
 from vmbundle.errors import VmbundleError
-from vmbundle.guest_process import running_pid
-from vmbundle.hostconfig import HostConfig
-from vmbundle.model import VmConfig
-from vmbundle.qemu_argv import LaunchFacts, build_argv
-from vmbundle.rundir import RunPaths
+from vmbundle.guest import display
+from vmbundle.guest.process import running_pid
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.qemu import profile as qemu_profile
+from vmbundle.qemu.argv import LaunchFacts, build_argv
+from vmbundle.settings import HostSettings
+from vmbundle.vm import bundle as bundle_mod
+from vmbundle.vm.bundle import Bundle
+from vmbundle.vm.model import VmConfig
 
 
 def choose_accel(
@@ -86,7 +87,7 @@ class Launch:
 
 
 def command_line(
-    b: Bundle, host: HostConfig, display_number: int | None, run: RunPaths | None = None
+    b: Bundle, host: HostSettings, display_number: int | None, run: RunPaths | None = None
 ) -> list[str]:
     """The exact argv for b with the given display (pure apart from probing QEMU)."""
     profile = qemu_profile.probe(host.qemu_binary, host.run_dir)
@@ -103,12 +104,12 @@ def command_line(
     return build_argv(b.config, facts)
 
 
-def check_runnable(b: Bundle, host: HostConfig) -> None:
+def check_runnable(b: Bundle, host: HostSettings) -> None:
     """ConfigError for what only the QEMU command line can tell (a feature this QEMU lacks)."""
     command_line(Bundle(b.path, with_macs(b.config)), host, host.display_first)
 
 
-def prepare(b: Bundle, host: HostConfig) -> Launch:
+def prepare(b: Bundle, host: HostSettings) -> Launch:
     """Take a display and write the run directory for b; undo both on failure."""
     run = RunPaths.for_guest(host.run_dir, b.name)
     pid = running_pid(run)
@@ -146,7 +147,7 @@ def clear_run_dir(run: RunPaths) -> None:
         shutil.rmtree(run.dir)
 
 
-def finish(name: str, run: RunPaths, host: HostConfig) -> None:
+def finish(name: str, run: RunPaths, host: HostSettings) -> None:
     """Give back what prepare took, once QEMU has gone."""
     display.release(host.run_dir, name)
     clear_run_dir(run)

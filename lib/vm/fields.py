@@ -189,14 +189,14 @@ class Nullable:
 
 @attrs.frozen
 class Obj:
-    """A nested JSON object described by an attrs model class (vmbundle.config walks it)."""
+    """A nested JSON object described by an attrs model class (vmbundle.vm.codec walks it)."""
 
     cls: type
 
 
 @attrs.frozen
 class ListOf:
-    """A JSON array of objects described by an attrs model class (vmbundle.config walks it)."""
+    """A JSON array of objects described by an attrs model class (vmbundle.vm.codec walks it)."""
 
     cls: type
     max_items: int

@@ -13,10 +13,10 @@ import signal
 import time
 from collections.abc import Callable
 
-from vmbundle import qmp
 from vmbundle.errors import VmbundleError
-from vmbundle.guest_process import pid_alive, running_pid
-from vmbundle.rundir import RunPaths
+from vmbundle.guest.process import pid_alive, running_pid
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.qemu import qmp
 
 QUIT_WAIT = 15.0
 KILL_WAIT = 15.0

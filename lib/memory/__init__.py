@@ -1,0 +1,1 @@
+"""Memory admission: the policy (pure), the ledger, the ARC backends, and admission at start and stop."""

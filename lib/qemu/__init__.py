@@ -1,0 +1,1 @@
+"""QEMU itself: the command line, option escaping, capability profiles, the short QMP client."""

@@ -1,19 +1,25 @@
 """Errors that reach an operator as one line.
 
-Every error the CLI or a method reports is a VmbundleError: its str() is the
-single line printed, and exit_code is what the process exits with.
+Every error the core raises is a VmbundleError: its str() is the single line
+printed, and exit_code is what the process exits with. An error's kind is its
+type, so a caller tells a guest that is busy from one that is missing by the
+class it catches, never by reading the message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import errno
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
-# SMF method exit codes (smf_method(7), libscf.h); the CLI uses them too, so a
-# method and the command behind it fail the same way.
+# SMF method exit codes (smf_method(7), libscf.h; illumos.md section 2); the CLI
+# uses them too, so a method and the command behind it fail the same way.
 EXIT_FAILURE = 1
 SMF_EXIT_ERR_FATAL = 95
 SMF_EXIT_ERR_CONFIG = 96
 SMF_EXIT_ERR_NOSMF = 99
+SMF_EXIT_ERR_PERM = 100
 
 
 class VmbundleError(Exception):
@@ -54,3 +60,61 @@ class ToolError(VmbundleError):
         self.stderr = stderr.strip()
         detail = self.stderr.splitlines()[-1] if self.stderr else f"exit status {returncode}"
         super().__init__(f"{self.argv[0]}: {detail}")
+
+    def about(self, guest: str) -> ToolError:
+        """The same failure, its line naming the guest it happened to."""
+        if str(self).startswith(f"{guest}: "):
+            return self
+        named = type(self).__new__(type(self))
+        named.__dict__.update(self.__dict__)
+        named.args = (f"{guest}: {self}",)
+        return named
+
+
+class ToolMissing(ToolError):
+    """The tool is not installed (not on PATH): a host without SMF has no svcprop."""
+
+
+class NoSuchGuest(VmbundleError):
+    """No bundle and no SMF instance by that name."""
+
+
+class GuestRunning(VmbundleError):
+    """The operation needs the guest stopped, and its QEMU runs."""
+
+
+class BundleBusy(VmbundleError):
+    """Another vmbundle holds the bundle's lock for longer than a caller waits."""
+
+
+class HostFault(VmbundleError):
+    """A fault of the world, not of the input: a full or read-only file system, a
+    permission refused, an I/O error, a file that went away mid-operation. A
+    refused permission exits 100 (SMF_EXIT_ERR_PERM: retrying cannot help);
+    the rest exit 1, which SMF retries."""
+
+    def __init__(self, guest: str, exc: OSError) -> None:
+        self.errno = exc.errno
+        where = f"{exc.filename}: " if exc.filename else ""
+        cause = exc.strerror or str(exc)
+        super().__init__(f"{guest}: {where}{cause}; nothing was changed")
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            self.exit_code = SMF_EXIT_ERR_PERM
+
+
+def naming(path: Path, exc: OSError) -> OSError:
+    """exc as if it had happened to path: a fault on a temporary file beside a
+    file is reported as a fault of the file the operator knows."""
+    return type(exc)(exc.errno, exc.strerror, str(path))
+
+
+@contextmanager
+def faults_of(guest: str) -> Iterator[None]:
+    """Turn an OSError in the with-block into guest's HostFault (one line, no
+    traceback), and make a failed tool's line name the guest."""
+    try:
+        yield
+    except OSError as exc:
+        raise HostFault(guest, exc) from None
+    except ToolError as exc:
+        raise exc.about(guest) from None

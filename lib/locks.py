@@ -1,4 +1,11 @@
-"""Host-wide locks: flock on a file, with a deadline instead of waiting forever."""
+"""Locks: flock on a file, with a deadline instead of waiting forever.
+
+A bundle's lock serialises every read-modify-write of its vm.json and its
+files (set, disk add and resize, iso attach and detach, the start method's MACs
+and boot_once). It lives in the run directory, `<run_dir>/locks/<name>.lock`,
+never in the bundle, so a snapshot or a replica never carries it; and beside
+the guest's own run directory, which a start clears.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,19 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from vmbundle.errors import VmbundleError
+from vmbundle.errors import BundleBusy, HostFault, VmbundleError
+
+LOCKS_DIR = "locks"
+# A disk copied in (disk add --from) holds the lock while it copies; an edit
+# behind it waits this long before it says the guest is busy.
+BUNDLE_WAIT = 60.0
+
+
+class LockTimeout(VmbundleError):
+    """Another process held the lock past the deadline."""
 
 
 @contextmanager
@@ -24,10 +40,32 @@ def exclusive(path: Path, timeout: float = 30.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise VmbundleError(
+                    raise LockTimeout(
                         f"{path}: still locked by another vmbundle after {timeout:g}s"
                     ) from None
                 time.sleep(0.02)
         yield
     finally:
         os.close(fd)
+
+
+def bundle_lock_path(run_dir: Path, name: str) -> Path:
+    return run_dir / LOCKS_DIR / f"{name}.lock"
+
+
+@contextmanager
+def bundle(run_dir: Path, name: str, timeout: float = BUNDLE_WAIT) -> Iterator[None]:
+    """Hold guest name's bundle lock for the with-block."""
+    path = bundle_lock_path(run_dir, name)
+    with ExitStack() as held:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(exclusive(path, timeout))
+        except LockTimeout:
+            raise BundleBusy(
+                f"{name}: busy: another vmbundle command has been changing it for "
+                f"{timeout:g}s (it holds {path}); try again when that one is done"
+            ) from None
+        except OSError as exc:
+            raise HostFault(name, exc) from None
+        yield

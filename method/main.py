@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Begun now, read once the modules below are imported.
     bundle_read = smf.PropertyRead(fmri, smf.BUNDLE_PROPERTY) if args[0] != "stop" else None
 
-    from vmbundle.errors import VmbundleError
+    from vmbundle.errors import HostFault, VmbundleError
 
     try:
         if args[0] == "start":
@@ -54,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VmbundleError as exc:
         say(str(exc))
         return exc.exit_code
+    except OSError as exc:
+        # A fault of the world (a full or read-only file system): one line, and
+        # an exit SMF retries, or 100 for a refused permission.
+        fault = HostFault(smf.instance_name(fmri), exc)
+        say(str(fault))
+        return fault.exit_code
 
 
 def run() -> None:

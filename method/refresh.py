@@ -17,13 +17,13 @@ from vmbundle.vm import bundle
 
 def refresh(fmri: str, bundle_read: smf.PropertyRead, say: Callable[[str], None]) -> int:
     name = smf.instance_name(fmri)
-    host = settings.load(None)
-    run = RunPaths.for_guest(host.run_dir, name)
+    host_settings = settings.load(None)
+    run = RunPaths.for_guest(host_settings.run_dir, name)
     record = boot_record.read(run)
     if record is None or running_pid(run) is None:
         bundle_read.value()
         say(f"{name}: not running; the new configuration applies at the next start")
         return 0
     path = instance.bundle_path(fmri, name, bundle_read.value())
-    refreshing.refresh(run, record, path, lambda p: bundle.load(p, host).config, say)
+    refreshing.refresh(run, record, path, lambda p: bundle.load(p, host_settings).config, say)
     return 0

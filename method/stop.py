@@ -18,13 +18,13 @@ DEFAULT_STOP_TIMEOUT = 120
 
 def stop(fmri: str, say: Callable[[str], None]) -> int:
     name = smf.instance_name(fmri)
-    host = settings.load(None)
-    run = RunPaths.for_guest(host.run_dir, name)
+    host_settings = settings.load(None)
+    run = RunPaths.for_guest(host_settings.run_dir, name)
     record = boot_record.read(run)
     timeout = record.config.stop_timeout if record is not None else DEFAULT_STOP_TIMEOUT
     outcome = shutdown.stop(run, timeout, say)
     if outcome == "not running":
         say(f"{name}: QEMU is not running")
-    prepare.finish(name, run, host)
-    admission.release(host, name, say)
+    prepare.finish(name, run, host_settings)
+    admission.release(host_settings, name, say)
     return 0

@@ -14,7 +14,7 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -188,20 +188,32 @@ def test_create_on_a_full_filesystem_leaves_no_bundle(small_fs: TestHost) -> Non
     assert _tree(small_fs.root) == before
 
 
+def _every_command(
+    h: TestHost,
+    bundle: Path,
+    run: Callable[..., subprocess.CompletedProcess[str]],
+    cause: str,
+    code: int,
+) -> list[str]:
+    """Every edit of web01, then a create of web02, each run by run; the problems."""
+    problems: list[str] = []
+    for args in _edits(h):
+        problems += _one_line_problems(
+            run(*args), args, "web01", _files_named(bundle, args), cause, code
+        )
+    web02 = str(h.root / "web02")
+    problems += _one_line_problems(run(*CREATE_WEB02), CREATE_WEB02, "web02", [web02], cause, code)
+    return problems
+
+
 def test_a_read_only_filesystem_changes_nothing(small_fs: TestHost) -> None:
     bundle = _make_guest(small_fs)
     vm_json = (bundle / "vm.json").read_bytes()
     before = _tree(small_fs.root)
     subprocess.run(["mount", "-o", "remount,ro", str(small_fs.root)], check=True)
-    problems: list[str] = []
-    for args in _edits(small_fs):
-        proc = small_fs.vmbundle(*args, check=False)
-        problems += _one_line_problems(
-            proc, args, "web01", _files_named(bundle, args), EROFS, EXIT_FAULT
-        )
-    proc = small_fs.vmbundle(*CREATE_WEB02, check=False)
-    web02 = str(small_fs.root / "web02")
-    problems += _one_line_problems(proc, CREATE_WEB02, "web02", [web02], EROFS, EXIT_FAULT)
+    problems = _every_command(
+        small_fs, bundle, lambda *a: small_fs.vmbundle(*a, check=False), EROFS, EXIT_FAULT
+    )
     assert not problems, "\n".join(problems)
     assert (bundle / "vm.json").read_bytes() == vm_json
     assert _tree(small_fs.root) == before
@@ -221,15 +233,9 @@ def test_a_refused_permission_changes_nothing(small_fs: TestHost) -> None:
     assert (bundle / "vm.json").stat().st_mode & 0o777 == 0o644
     vm_json = (bundle / "vm.json").read_bytes()
     before = _tree(small_fs.root)
-    problems: list[str] = []
-    for args in _edits(small_fs):
-        proc = _without_dac_override(small_fs, *args)
-        problems += _one_line_problems(
-            proc, args, "web01", _files_named(bundle, args), EACCES, EXIT_PERMISSION
-        )
-    proc = _without_dac_override(small_fs, *CREATE_WEB02)
-    web02 = str(small_fs.root / "web02")
-    problems += _one_line_problems(proc, CREATE_WEB02, "web02", [web02], EACCES, EXIT_PERMISSION)
+    problems = _every_command(
+        small_fs, bundle, lambda *a: _without_dac_override(small_fs, *a), EACCES, EXIT_PERMISSION
+    )
     assert not problems, "\n".join(problems)
     assert (bundle / "vm.json").read_bytes() == vm_json
     assert _tree(small_fs.root) == before

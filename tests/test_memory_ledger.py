@@ -31,7 +31,7 @@ def test_a_charge_is_stale_once_its_owner_and_its_guest_are_both_gone() -> None:
 def test_the_ledger_round_trips_through_its_file_under_the_lock(tmp_path: Path) -> None:
     with ledger.locked(tmp_path) as book:
         assert book.ledger == Ledger()
-        book.save(ledger.charged(Ledger(baseline=5 << 30), "web01", 2 << 30))
+        book.save(Ledger(baseline=5 << 30, charges={"web01": Charge.mine(2 << 30)}))
     again = ledger.read(tmp_path)
     assert again.baseline == 5 << 30
     assert again.amounts() == {"web01": 2 << 30}

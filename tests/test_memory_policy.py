@@ -16,6 +16,7 @@ from vmbundle.memory.policy import (
     arc_max_for,
     auto_reserve,
     charge,
+    reconcile,
     release,
     what_if,
 )
@@ -289,3 +290,28 @@ def test_no_sequence_overcommits_or_misplaces_the_arc_maximum(
     assert arc_max == max(mem.baseline, mem.arc_min)
     if mem.arc_min <= mem.baseline:
         assert arc_max == mem.baseline
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hosts(),
+    st.dictionaries(st.sampled_from(NAMES), st.integers(1, 1 << 16).map(lambda m: m * MiB)),
+    st.sets(st.sampled_from(NAMES)),
+    st.dictionaries(st.sampled_from(NAMES), st.integers(1, 1 << 16).map(lambda m: m * MiB)),
+)
+def test_reconcile_is_releases_then_charges(
+    mem: HostMemory, charges: dict[str, int], gone: set[str], found: dict[str, int]
+) -> None:
+    after, arc_max = reconcile(mem, charges, sorted(gone), found)
+    expected = {g: n for g, n in charges.items() if g not in gone} | found
+    assert after == expected
+    assert arc_max == arc_max_for(mem, expected)
+    # Guests found running are charged whether they fit or not, so only the
+    # kernel's bounds hold: never below c_min, never above the baseline, and
+    # never more than the guests leave unless c_min forbids it.
+    assert mem.arc_min <= arc_max <= max(mem.baseline, mem.arc_min)
+    if after:
+        assert arc_max <= max(mem.arc_min, mem.physmem - mem.reserve - sum(after.values()))
+    else:
+        assert arc_max == max(mem.baseline, mem.arc_min)
+    assert reconcile(mem, after, [], {}) == (after, arc_max)  # a second pass changes nothing

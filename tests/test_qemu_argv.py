@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from vmbundle.errors import ConfigError, VmbundleError
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.qemu import profile as qemu_profile
-from vmbundle.qemu.argv import LaunchFacts, build_argv
+from vmbundle.qemu.argv import ArgvFacts, build_argv
 from vmbundle.qemu.opts import (
     Unrepresentable,
     check_bare,
@@ -47,8 +47,8 @@ ISO = Path("/export/iso/debian-12.iso")
 REAL_QEMU = Path("/usr/bin/qemu-system-x86_64")
 
 
-def facts(profile: Profile = MODERN, **changes: Any) -> LaunchFacts:
-    base = LaunchFacts(
+def facts(profile: Profile = MODERN, **changes: Any) -> ArgvFacts:
+    base = ArgvFacts(
         binary="/smartdc/bin/qemu-system-x86_64"
         if profile.name == "illumos-kvm"
         else "qemu-system-x86_64",
@@ -127,7 +127,7 @@ def minimal() -> VmConfig:
 
 FULL_ISOS = {"cd0": ISO, "cd1": None}
 
-GOLDEN_CASES: dict[str, tuple[VmConfig, LaunchFacts]] = {
+GOLDEN_CASES: dict[str, tuple[VmConfig, ArgvFacts]] = {
     "modern-full-pc-kvm": (full_modern("pc"), facts(isos=FULL_ISOS)),
     "modern-full-q35-kvm": (full_modern("q35"), facts(isos=FULL_ISOS)),
     # The minimal pairs differ in one thing each: the accelerator, then the machine.
@@ -367,7 +367,7 @@ def test_modern_passes_a_colon_in_an_absolute_path_as_it_is() -> None:
 # --- errors that depend on the profile --------------------------------------
 
 
-def problems(cfg: VmConfig, f: LaunchFacts) -> tuple[str, ...]:
+def problems(cfg: VmConfig, f: ArgvFacts) -> tuple[str, ...]:
     with pytest.raises(ConfigError) as info:
         build_argv(cfg, f)
     return info.value.problems
@@ -614,7 +614,7 @@ def abs_paths(draw: st.DrawFn, max_parts: int = 3) -> Path:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[VmConfig, LaunchFacts]:
+def scenarios(draw: st.DrawFn) -> tuple[VmConfig, ArgvFacts]:
     illumos = draw(st.booleans())
     profile = ILLUMOS if illumos else MODERN
     n_disks, n_cds, n_nics = (
@@ -725,7 +725,7 @@ def scenarios(draw: st.DrawFn) -> tuple[VmConfig, LaunchFacts]:
 
 @settings(max_examples=300, deadline=None)
 @given(scenarios())
-def test_config_values_reach_qemu_unchanged(scenario: tuple[VmConfig, LaunchFacts]) -> None:
+def test_config_values_reach_qemu_unchanged(scenario: tuple[VmConfig, ArgvFacts]) -> None:
     cfg, f = scenario
     argv = build_argv(cfg, f)
     parsed: dict[str, list[dict[str, str | None]]] = {}

@@ -20,7 +20,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.qemu import profile as qemu_profile
-from vmbundle.qemu.argv import LaunchFacts, build_argv
+from vmbundle.qemu.argv import ArgvFacts, build_argv
 from vmbundle.vm.model import Cdrom, Disk, MiB, VmConfig, Vnc
 
 QEMU = "/usr/bin/qemu-system-x86_64"
@@ -98,7 +98,7 @@ def test_modern_argv_boots_and_qmp_sees_its_devices(tmp_path: Path) -> None:
             vnc=Vnc(password="smoke123"),
         )
         display = free_display()
-        facts = LaunchFacts(
+        facts = ArgvFacts(
             binary=QEMU,
             profile=qemu_profile.probe(QEMU, run_dir),
             accel="kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg",

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from vmbundle.adapters.run import run_tool
-from vmbundle.errors import ToolError, VmbundleError
+from vmbundle.errors import ToolError, ToolMissing, VmbundleError
 
 DEFAULT_BINARY = "qemu-img"
 FORMATS = ("qcow2", "raw")
@@ -162,7 +162,7 @@ def convert(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file
             )
         except FileNotFoundError as exc:
-            raise ToolError(argv, None, f"command not found: {binary}") from exc
+            raise ToolMissing(argv, None, f"command not found: {binary}") from exc
         try:
             assert proc.stdout is not None
             last = _follow_progress(proc.stdout.fileno(), progress)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 
-from vmbundle.errors import ToolError
+from vmbundle.errors import ToolError, ToolMissing
 
 
 def run_tool(
@@ -26,7 +26,7 @@ def run_tool(
             stdin=None if input_text is not None else subprocess.DEVNULL,
         )
     except FileNotFoundError as exc:
-        raise ToolError(argv, None, f"command not found: {argv[0]}") from exc
+        raise ToolMissing(argv, None, f"command not found: {argv[0]}") from exc
     except subprocess.TimeoutExpired as exc:
         raise ToolError(argv, None, f"timed out after {timeout:g}s") from exc
     if check and proc.returncode != 0:

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Sequence
 
 from vmbundle.adapters.run import run_tool
-from vmbundle.errors import ToolError
+from vmbundle.errors import ToolError, ToolMissing
 
 VM_SERVICE = "svc:/system/vmbundle/vm"
 CONTROLLER = "svc:/system/vmbundle/controller:default"
@@ -20,6 +20,24 @@ BUNDLE_PROPERTY = "config/bundle"
 
 # What svcprop and svcs print when an entity or property does not exist.
 _MISSING = ("Couldn't find", "doesn't match any")
+
+# svcadm -s gave up: 3 for the instance itself (maintenance, disabled by someone
+# else), 4 for its dependencies (svcadm(8)).
+_SVCADM_GAVE_UP = (3, 4)
+
+
+class NoSuchEntity(ToolError):
+    """The service or instance a svccfg subcommand names does not exist."""
+
+
+class AlreadyExists(ToolError):
+    """svccfg `add` of an instance that exists already."""
+
+
+class GaveUp(ToolError):
+    """`svcadm -s` returned before the instance got where it was sent: it went to
+    maintenance, someone else disabled it, or a dependency cannot be met."""
+
 
 # The labels of a `svcs -x` block (explain.c); a line without one continues the last.
 _EXPLAIN_LABELS = ("State", "Reason", "See", "Impact")
@@ -78,7 +96,7 @@ class PropertyRead:
         """The single value from the running snapshot; None when the property or
         the instance does not exist."""
         if self._proc is None:
-            raise ToolError(self.argv, None, f"command not found: {self.argv[0]}")
+            raise ToolMissing(self.argv, None, f"command not found: {self.argv[0]}")
         try:
             out, err = self._proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -126,14 +144,32 @@ def log_file(fmri: str, *, binary: str = "svcs") -> str:
 def svcadm(
     subcommand: str, fmri: str, *flags: str, binary: str = "svcadm", timeout: float = 900
 ) -> None:
-    """`svcadm SUBCOMMAND [FLAGS] FMRI`, e.g. svcadm("enable", fmri, "-s")."""
-    run_tool([binary, subcommand, *flags, fmri], timeout=timeout)
+    """`svcadm SUBCOMMAND [FLAGS] FMRI`, e.g. svcadm("enable", fmri, "-s"); GaveUp
+    when -s was given and the instance did not get there."""
+    argv = [binary, subcommand, *flags, fmri]
+    proc = run_tool(argv, timeout=timeout, check=False)
+    if proc.returncode == 0:
+        return
+    if "-s" in flags and proc.returncode in _SVCADM_GAVE_UP:
+        raise GaveUp(argv, proc.returncode, proc.stderr)
+    raise ToolError(argv, proc.returncode, proc.stderr or proc.stdout)
 
 
 def svccfg_script(commands: Sequence[str], *, binary: str = "svccfg") -> None:
     """Run svccfg subcommands read from standard input, in one repository session.
-    svccfg stops at the first failing subcommand and exits non-zero."""
-    run_tool([binary], input_text="".join(c + "\n" for c in commands), timeout=120)
+    svccfg stops at the first failing subcommand and exits non-zero: NoSuchEntity
+    when it named something that does not exist, AlreadyExists for an `add` of an
+    existing instance."""
+    argv = [binary]
+    script = "".join(c + "\n" for c in commands)
+    proc = run_tool(argv, input_text=script, timeout=120, check=False)
+    if proc.returncode == 0:
+        return
+    if "already exists" in proc.stderr:
+        raise AlreadyExists(argv, proc.returncode, proc.stderr)
+    if any(m in proc.stderr for m in _MISSING):
+        raise NoSuchEntity(argv, proc.returncode, proc.stderr)
+    raise ToolError(argv, proc.returncode, proc.stderr or proc.stdout)
 
 
 def import_manifest(path: str, *, binary: str = "svccfg") -> None:

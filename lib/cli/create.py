@@ -7,18 +7,10 @@ import sys
 import uuid
 from pathlib import Path
 
-import attrs
-
-from vmbundle.adapters import qemu_img
-from vmbundle.cli.common import host_config, size_argument
-from vmbundle.errors import ToolError, UsageError, VmbundleError
-from vmbundle.guest import prepare
-from vmbundle.guest.prepare import with_macs
-from vmbundle.guest.process import running_pid
-from vmbundle.guest.rundir import RunPaths
-from vmbundle.settings import HostSettings
-from vmbundle.vm import bundle, codec, storage
-from vmbundle.vm.bundle import Bundle
+from vmbundle.cli.common import host_settings, size_argument
+from vmbundle.cli.service import report_import
+from vmbundle.errors import UsageError
+from vmbundle.ops import create
 from vmbundle.vm.model import Cdrom, Disk, Nic, NicBackend, VmConfig, Vnc
 
 
@@ -83,96 +75,22 @@ def config_from_args(args: argparse.Namespace) -> VmConfig:
         boot_once=args.boot_once,
         vnc=Vnc(enabled=not args.no_vnc),
     )
-    order = (
-        args.boot.split(",")
-        if args.boot
-        else [d.id for d in cfg.disks] + [c.id for c in cfg.cdroms]
-    )
-    unknown = [x for x in order if x not in cfg.device_ids()]
-    if unknown:
-        raise UsageError(
-            f"{args.name}: --boot: no device {unknown[0]!r}; devices: {', '.join(cfg.device_ids())}"
-        )
-    rank = {dev: i for i, dev in enumerate(order)}
-    return with_macs(
-        attrs.evolve(
-            cfg,
-            disks=tuple(attrs.evolve(d, boot_index=rank.get(d.id)) for d in cfg.disks),
-            cdroms=tuple(attrs.evolve(c, boot_index=rank.get(c.id)) for c in cfg.cdroms),
-            nics=tuple(attrs.evolve(n, boot_index=rank.get(n.id)) for n in cfg.nics),
-        )
-    )
-
-
-def _root(host: HostSettings, given: str | None) -> storage.BundleRoot:
-    spec = given or (host.bundle_roots[0] if host.bundle_roots else None)
-    if spec is None:
-        raise UsageError(
-            "no bundle root: give --root, or set bundles.roots in the host configuration"
-        )
-    return storage.resolve_root(spec)
+    return create.with_boot_order(cfg, args.boot.split(",") if args.boot else None)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    host = host_config(args)
-    cfg = config_from_args(args)
-    root = _root(host, args.root)
-    # Everything `validate` checks, but the disks, before anything is made.
-    cfg = bundle.check_document(
-        codec.unstructure(cfg), root.path / cfg.name, host, disks_made=False
+    made = create.create(
+        host_settings(args), config_from_args(args), args.root, import_instance=args.import_
     )
-    prepare.check_runnable(Bundle(root.path / cfg.name, cfg), host)
-    if args.import_:
-        from vmbundle.cli import service
-
-        # Before anything is made, so a taken name changes nothing.
-        service.refuse_imported(cfg.name)
-    path = storage.create_bundle_dir(root, cfg.name)
-    try:
-        for disk in cfg.disks:
-            qemu_img.create(path / disk.file, disk.format, disk.size, binary=host.qemu_img)
-        bundle.save(path, cfg)
-        made = bundle.load(path, host)
-    except BaseException:
-        storage.destroy_bundle_dir(root, cfg.name)
-        raise
-    where = f"dataset {root.dataset}/{cfg.name}" if root.dataset else "directory"
-    print(f"{cfg.name}: created at {path} ({where})")
-    if args.import_:
-        # A failed import keeps the bundle: it is whole, and vmbundle import retries.
-        service.report_import(service.add_instance(made), as_json=False)
+    b = made.bundle
+    where = f"dataset {made.dataset}" if made.dataset else "directory"
+    print(f"{b.name}: created at {b.path} ({where})")
+    if made.imported is not None:
+        report_import(made.imported, as_json=False)
     return 0
 
 
-def _refuse_imported_bundle(path: Path) -> None:
-    """An SMF instance that names the bundle would be left pointing at nothing."""
-    from vmbundle.adapters import smf
-
-    try:
-        named = smf.bundle_paths()
-    except ToolError as exc:
-        if exc.returncode is None:
-            return  # no svcprop: a host without SMF has no instances
-        raise
-    for fmri, value in named.items():
-        if value == str(path):
-            raise VmbundleError(
-                f"{path.name}: {fmri} names this bundle; remove the instance first: "
-                f"vmbundle forget {smf.instance_name(fmri)}"
-            )
-
-
 def cmd_destroy(args: argparse.Namespace) -> int:
-    host = host_config(args)
-    path = bundle.locate(host, args.guest)
-    name = path.name
-    if not args.yes:
-        raise UsageError(f"{name}: destroy deletes the bundle and every disk in it; add --yes")
-    pid = running_pid(RunPaths.for_guest(host.run_dir, name))
-    if pid is not None:
-        raise VmbundleError(f"{name}: running (QEMU pid {pid}); stop it first")
-    _refuse_imported_bundle(path)
-    root = storage.resolve_root(str(path.parent))
-    storage.destroy_bundle_dir(root, name)
+    name = create.destroy(host_settings(args), args.guest, confirmed=args.yes)
     print(f"{name}: destroyed", file=sys.stderr)
     return 0

@@ -7,12 +7,10 @@ import json
 import shlex
 import sys
 
-from vmbundle.cli.common import host_config, load_guest
-from vmbundle.errors import ConfigError
-from vmbundle.guest import display
+from vmbundle.cli.common import host_settings
+from vmbundle.ops import inspect
 from vmbundle.units import format_size
-from vmbundle.vm import bundle, codec
-from vmbundle.vm.bundle import Bundle
+from vmbundle.vm import codec
 from vmbundle.vm.model import VmConfig
 
 
@@ -50,8 +48,7 @@ def _describe(cfg: VmConfig, path: str) -> list[str]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    host = host_config(args)
-    b = load_guest(args, host)
+    b = inspect.load(host_settings(args), args.guest)
     if args.json:
         doc = {"path": str(b.path), "config": codec.unstructure(b.config)}
         print(json.dumps(doc, indent=2))
@@ -61,18 +58,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from vmbundle.guest import prepare
-
-    host = host_config(args)
-    path = bundle.locate(host, args.guest)
-    try:
-        b = bundle.load(path, host)
-        prepare.check_runnable(b, host)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
+    name, problems = inspect.problems(host_settings(args), args.guest)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
         return 1
-    print(f"{b.name}: valid")
+    print(f"{name}: valid")
     return 0
 
 
@@ -82,22 +73,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_qemu_argv(args: argparse.Namespace) -> int:
-    from vmbundle.guest import prepare
-
-    host = host_config(args)
-    b = load_guest(args, host)
-    number = args.display
-    if number is None and b.config.vnc.enabled:
-        taken = display.held(host.run_dir)
-        free = [n for n in range(host.display_first, host.display_last + 1) if n not in taken]
-        number = free[0] if free else host.display_first
-    for i, nic in enumerate(b.config.nics):
-        if nic.mac is None:
-            print(
-                f"{b.name}: nics[{i}].mac: not chosen yet; shown with a placeholder, "
-                "the first start generates one and keeps it",
-                file=sys.stderr,
-            )
-    argv = prepare.command_line(Bundle(b.path, prepare.with_macs(b.config)), host, number)
-    print(shlex.join(argv))
+    shown = inspect.command_line(host_settings(args), args.guest, args.display)
+    for i in shown.unchosen_macs:
+        print(
+            f"{shown.name}: nics[{i}].mac: not chosen yet; shown with a placeholder, "
+            "the first start generates one and keeps it",
+            file=sys.stderr,
+        )
+    print(shlex.join(shown.argv))
     return 0

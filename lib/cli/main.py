@@ -8,7 +8,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from vmbundle.errors import VmbundleError
+from vmbundle.errors import HostFault, VmbundleError
 
 # subcommand -> (module in vmbundle.cli, function)
 _COMMANDS = {
@@ -193,6 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VmbundleError as exc:
         print(str(exc), file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # A fault of the world the core did not name a guest for: still one line.
+        fault = HostFault("vmbundle", exc)
+        print(str(fault), file=sys.stderr)
+        return fault.exit_code
     except KeyboardInterrupt:
         return 130
     return code

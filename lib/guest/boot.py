@@ -1,17 +1,40 @@
-"""Starting QEMU for a prepared launch and waiting until QMP says the guest runs.
+"""One boot of a guest, the same for the start method and `vmbundle run`: memory
+admission, the prepared run directory and display, QEMU, the wait until QMP
+says the guest runs, the boot record, and boot_once forgotten.
 
-`vmbundle run` keeps QEMU in the foreground; the start method leaves it behind
-in the service's contract. Both start it the same way and wait the same way.
+Each step that takes something registers how to give it back on one ExitStack,
+so a failure at any step unwinds exactly what was taken, in reverse. Every wait
+draws on one deadline. On success the caller receives the stack: the start
+method drops it (QEMU stays, in the service's contract), `vmbundle run` closes
+it once the guest has powered off.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 
-from vmbundle.errors import SMF_EXIT_ERR_FATAL, VmbundleError
-from vmbundle.guest.prepare import Launch
+import attrs
+
+from vmbundle.adapters import qemu
+from vmbundle.errors import SMF_EXIT_ERR_FATAL, ConfigError, HostFault, VmbundleError
+from vmbundle.guest import boot_record, prepare
+from vmbundle.guest.boot_record import BootRecord
+from vmbundle.guest.prepare import Prepared
+from vmbundle.memory import admission
+from vmbundle.qemu import profile as qemu_profile
 from vmbundle.qemu import qmp
+from vmbundle.settings import HostSettings
+from vmbundle.vm import bundle
+from vmbundle.vm.bundle import Bundle, Document
+
+Say = Callable[[str], None]
+
+# Within the start method's SMF timeout (300 s, manifests/vm.xml), with room to
+# unwind; memory.shrink_timeout is at most 240 s, so the ARC's wait fits in it.
+BOOT_SECONDS = 270.0
 
 
 class QemuDied(VmbundleError):
@@ -24,29 +47,67 @@ class AcceleratorFailed(VmbundleError):
     exit_code = SMF_EXIT_ERR_FATAL
 
 
-def start_qemu(started: Launch) -> subprocess.Popen[bytes]:
-    # QEMU's stdout and stderr are ours: under SMF, the instance's log, so its
-    # own error lands just above the line the method prints about it.
-    return subprocess.Popen(started.argv, stdin=subprocess.DEVNULL, close_fds=True)
+class NotRunningInTime(VmbundleError):
+    """QMP did not report the guest running before the deadline."""
 
 
-def wait_running(proc: subprocess.Popen[bytes], started: Launch, timeout: float = 60.0) -> None:
+@attrs.frozen
+class Booted:
+    prepared: Prepared
+    proc: subprocess.Popen[bytes]
+    record: BootRecord
+
+
+def boot(
+    settings: HostSettings,
+    b: Bundle,
+    say: Say,
+    *,
+    fmri: str | None = None,
+    seconds: float = BOOT_SECONDS,
+) -> tuple[Booted, ExitStack]:
+    """Boot b; the guest runs when this returns. The ExitStack returned gives
+    back everything the boot took (QEMU, the run directory and display, the
+    memory charge) when closed."""
+    until = time.monotonic() + seconds
+    with ExitStack() as undo:
+        admission.reserve(settings, b.name, b.config, say, until=until)
+        undo.callback(admission.release, settings, b.name, say)
+        prepared = prepare.prepare(b, settings)
+        undo.callback(prepare.finish, b.name, prepared.run, settings)
+        proc = qemu.spawn(prepared.argv)
+        undo.callback(qemu.end, proc)
+        wait_running(proc, prepared, until)
+        cfg = prepared.bundle.config
+        record = BootRecord(
+            bundle=str(prepared.bundle.path),
+            config=attrs.evolve(cfg, boot_once=None),
+            profile=qemu_profile.probe(settings.qemu_binary, settings.run_dir).name,
+            qemu_pid=proc.pid,
+            started=time.time(),
+            fmri=fmri,
+            display=prepared.display,
+        )
+        boot_record.write(prepared.run, record)
+        forget_boot_once(settings, prepared.bundle, say)
+        return Booted(prepared, proc, record), undo.pop_all()
+    raise AssertionError("unreachable")  # the with-block returns or raises
+
+
+def wait_running(proc: subprocess.Popen[bytes], prepared: Prepared, until: float) -> None:
     """Return once QMP reports the guest running; raise when QEMU exits first,
     stops the guest with an internal error, or the deadline passes."""
-    name = started.bundle.name
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    name = prepared.bundle.name
+    while time.monotonic() < until:
         if proc.poll() is not None:
             raise QemuDied(
                 f"{name}: QEMU exited with status {proc.returncode} before the guest ran "
                 "(QEMU's own message is just above)"
             )
-        if started.run.control_qmp.exists():
+        if prepared.run.control_qmp.exists():
             try:
-                state = qmp.run_state(started.run)
-            except qmp.QmpError:
-                raise
-            except VmbundleError:
+                state = qmp.run_state(prepared.run)
+            except (qmp.QmpUnavailable, qmp.QmpNotAnswering):
                 state = "starting"  # the socket exists before QEMU accepts on it
             if state == "running":
                 return
@@ -57,15 +118,26 @@ def wait_running(proc: subprocess.Popen[bytes], started: Launch, timeout: float 
                     'try accelerator = "tcg" in the [qemu] section of the host configuration'
                 )
         time.sleep(0.001)  # QMP answers some 30 ms after exec: look often
-    raise VmbundleError(f"{name}: QEMU did not report running within {timeout:g}s")
+    raise NotRunningInTime(f"{name}: QEMU did not report running in time")
 
 
-def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """End a QEMU we started: SIGTERM, then SIGKILL after grace seconds."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def _without_boot_once(booted_with: str) -> Callable[[Document], Document]:
+    def change(doc: Document) -> Document:
+        # Only the boot_once this boot used: one set since is for the next start.
+        if doc.get("boot_once") == booted_with:
+            doc["boot_once"] = None
+        return doc
+
+    return change
+
+
+def forget_boot_once(settings: HostSettings, b: Bundle, say: Say) -> None:
+    """boot_once means this start only: the next one boots in the usual order.
+    The guest runs already, so a vm.json that cannot be written now is said,
+    not fatal."""
+    if b.config.boot_once is None:
+        return
+    try:
+        bundle.update(b.path, settings, _without_boot_once(b.config.boot_once), whole=False)
+    except (ConfigError, HostFault) as exc:
+        say(f"{b.name}: boot_once stays set in vm.json: {str(exc).splitlines()[0]}")

@@ -1,28 +1,27 @@
-"""Everything around one boot of a guest except QEMU itself: the accelerator, the
-run directory, the display, the VNC password file, and the exact command line.
-
-`vmbundle run` uses it in the foreground today; the SMF start method does the
-same steps with QEMU in the background.
+"""Preparing one boot of a guest, everything but QEMU itself: the accelerator, the
+NICs' MACs, the run directory, the display, the VNC password file, and the
+exact command line. vmbundle.guest.boot runs the steps in order.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
 from vmbundle.atomic import write_atomic
-from vmbundle.errors import VmbundleError
+from vmbundle.errors import GuestRunning
 from vmbundle.guest import display
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.qemu import profile as qemu_profile
-from vmbundle.qemu.argv import LaunchFacts, build_argv
+from vmbundle.qemu.argv import ArgvFacts, build_argv
 from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle as bundle_mod
-from vmbundle.vm.bundle import Bundle
+from vmbundle.vm.bundle import Bundle, Document
 from vmbundle.vm.model import VmConfig
 
 
@@ -79,7 +78,9 @@ def iso_paths(b: Bundle) -> dict[str, Path | None]:
 
 
 @attrs.frozen
-class Launch:
+class Prepared:
+    """A guest ready for QEMU: the bundle as it starts, its run directory, its display, the argv."""
+
     bundle: Bundle
     run: RunPaths
     display: int | None
@@ -87,59 +88,77 @@ class Launch:
 
 
 def command_line(
-    b: Bundle, host: HostSettings, display_number: int | None, run: RunPaths | None = None
+    b: Bundle, settings: HostSettings, display_number: int | None, run: RunPaths | None = None
 ) -> list[str]:
     """The exact argv for b with the given display (pure apart from probing QEMU)."""
-    profile = qemu_profile.probe(host.qemu_binary, host.run_dir)
-    facts = LaunchFacts(
-        binary=host.qemu_binary,
+    profile = qemu_profile.probe(settings.qemu_binary, settings.run_dir)
+    facts = ArgvFacts(
+        binary=settings.qemu_binary,
         profile=profile,
-        accel=choose_accel(host.accelerator),  # type: ignore[arg-type]
+        accel=choose_accel(settings.accelerator),  # type: ignore[arg-type]
         bundle_dir=b.path,
-        run=run or RunPaths.for_guest(host.run_dir, b.name),
+        run=run or RunPaths.for_guest(settings.run_dir, b.name),
         display=display_number if b.config.vnc.enabled else None,
-        vnc_listen=host.vnc_listen,
+        vnc_listen=settings.vnc_listen,
         isos=iso_paths(b),
     )
     return build_argv(b.config, facts)
 
 
-def check_runnable(b: Bundle, host: HostSettings) -> None:
+def check_runnable(b: Bundle, settings: HostSettings) -> None:
     """ConfigError for what only the QEMU command line can tell (a feature this QEMU lacks)."""
-    command_line(Bundle(b.path, with_macs(b.config)), host, host.display_first)
+    command_line(Bundle(b.path, with_macs(b.config)), settings, settings.display_first)
 
 
-def prepare(b: Bundle, host: HostSettings) -> Launch:
+def _macs_kept(cfg: VmConfig) -> Callable[[Document], Document]:
+    """The change that writes cfg's MACs into vm.json for the NICs that still have
+    none there, leaving every other key as the file now has it."""
+
+    def change(doc: Document) -> Document:
+        macs = {n.id: n.mac for n in cfg.nics}
+        nics = doc.get("nics")
+        if isinstance(nics, list):
+            for nic in nics:
+                if isinstance(nic, dict) and nic.get("mac") is None and nic.get("id") in macs:
+                    nic["mac"] = macs[nic["id"]]
+        return doc
+
+    return change
+
+
+def prepare(b: Bundle, settings: HostSettings) -> Prepared:
     """Take a display and write the run directory for b; undo both on failure."""
-    run = RunPaths.for_guest(host.run_dir, b.name)
+    run = RunPaths.for_guest(settings.run_dir, b.name)
     pid = running_pid(run)
     if pid is not None:
-        raise VmbundleError(f"{b.name}: already running (QEMU pid {pid})")
-    if b.config.nics and any(n.mac is None for n in b.config.nics):
-        b = Bundle(b.path, with_macs(b.config))
-        bundle_mod.save(b.path, b.config)
+        raise GuestRunning(f"{b.name}: already running (QEMU pid {pid})")
+    if any(n.mac is None for n in b.config.nics):
+        # Generated once and kept, so the guest's network sees the same card each boot.
+        cfg = with_macs(b.config)
+        saved = bundle_mod.update(b.path, settings, _macs_kept(cfg), whole=False)
+        b = Bundle(b.path, attrs.evolve(cfg, nics=saved.config.nics))
     clear_run_dir(run)
     run.dir.mkdir(parents=True, mode=0o700)
     number: int | None = None
     try:
         if b.config.vnc.enabled:
             number = display.allocate(
-                host.run_dir,
+                settings.run_dir,
                 b.name,
-                host.display_first,
-                host.display_last,
-                host.vnc_listen,
-                lambda g: running_pid(RunPaths.for_guest(host.run_dir, g)) is not None,
+                settings.display_first,
+                settings.display_last,
+                settings.vnc_listen,
+                lambda g: running_pid(RunPaths.for_guest(settings.run_dir, g)) is not None,
             )
             if b.config.vnc.password is not None:
                 write_atomic(
                     run.vnc_password, b.config.vnc.password.encode(), mode=0o600, durable=False
                 )
-        argv = command_line(b, host, number, run)
-    except VmbundleError:  # ConfigError included
-        finish(b.name, run, host)
+        argv = command_line(b, settings, number, run)
+    except BaseException:
+        finish(b.name, run, settings)
         raise
-    return Launch(bundle=b, run=run, display=number, argv=tuple(argv))
+    return Prepared(bundle=b, run=run, display=number, argv=tuple(argv))
 
 
 def clear_run_dir(run: RunPaths) -> None:
@@ -147,7 +166,7 @@ def clear_run_dir(run: RunPaths) -> None:
         shutil.rmtree(run.dir)
 
 
-def finish(name: str, run: RunPaths, host: HostSettings) -> None:
+def finish(name: str, run: RunPaths, settings: HostSettings) -> None:
     """Give back what prepare took, once QEMU has gone."""
-    display.release(host.run_dir, name)
+    display.release(settings.run_dir, name)
     clear_run_dir(run)

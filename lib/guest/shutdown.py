@@ -8,11 +8,10 @@ that has powered off leaves QEMU up in the "shutdown" state; that counts as off.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import time
 from collections.abc import Callable
 
+from vmbundle.adapters import qemu
 from vmbundle.errors import VmbundleError
 from vmbundle.guest.process import pid_alive, running_pid
 from vmbundle.guest.rundir import RunPaths
@@ -77,7 +76,7 @@ def stop(run: RunPaths, stop_timeout: int, say: Say) -> str:
     if _gone_within(pid, QUIT_WAIT):
         return outcome
     say(f"{name}: QEMU (pid {pid}) did not quit within {QUIT_WAIT:g}s; killing it")
-    os.kill(pid, signal.SIGKILL)
+    qemu.kill(pid)
     if not _gone_within(pid, KILL_WAIT):
         raise VmbundleError(f"{name}: QEMU (pid {pid}) survived SIGKILL for {KILL_WAIT:g}s")
     return "killed"

@@ -1,5 +1,7 @@
-"""Memory admission at a guest's start and stop: the policy (memory_policy), the
-ARC backend (arc) and the ledger (memory_ledger) put together.
+"""Memory admission at a guest's start and stop: the policy (vmbundle.memory.policy),
+the ARC backend (vmbundle.memory.arc) and the ledger (vmbundle.memory.ledger) put
+together. The arithmetic is the policy's own admit, release and reconcile, so
+its property tests cover what runs here.
 
 A start reserves the guest's charge and lowers the ARC maximum under the
 ledger's lock, then waits, outside the lock, until the ARC's size has really
@@ -11,7 +13,7 @@ saved baseline after the last guest. A refusal is final for that start (exit
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -22,7 +24,7 @@ from vmbundle.guest.rundir import RunPaths
 from vmbundle.memory import arc, policy
 from vmbundle.memory import ledger as memory_ledger
 from vmbundle.memory.arc import ArcBackend, ArcState
-from vmbundle.memory.ledger import Ledger
+from vmbundle.memory.ledger import Charge, Ledger
 from vmbundle.memory.policy import Decision, HostMemory
 from vmbundle.settings import HostSettings
 from vmbundle.vm.model import VmConfig
@@ -36,23 +38,23 @@ class AdmissionRefused(VmbundleError):
     exit_code = SMF_EXIT_ERR_FATAL
 
 
-def backend(host: HostSettings) -> ArcBackend | None:
-    return arc.choose(host.memory_backend)
+def backend(settings: HostSettings) -> ArcBackend | None:
+    return arc.choose(settings.memory_backend)
 
 
-def host_memory(host: HostSettings, state: ArcState, ledger: Ledger) -> HostMemory:
+def host_memory(settings: HostSettings, state: ArcState, ledger: Ledger) -> HostMemory:
     baseline = ledger.baseline if ledger.baseline is not None else state.c_max
     return HostMemory.build(
         state.physmem,
         state.c_min,
         baseline,
-        reserve=host.memory_reserve,
-        arc_floor=host.memory_arc_floor,
+        reserve=settings.memory_reserve,
+        arc_floor=settings.memory_arc_floor,
     )
 
 
-def _guest_running(host: HostSettings) -> Callable[[str], bool]:
-    return lambda g: running_pid(RunPaths.for_guest(host.run_dir, g)) is not None
+def _guest_running(settings: HostSettings) -> Callable[[str], bool]:
+    return lambda g: running_pid(RunPaths.for_guest(settings.run_dir, g)) is not None
 
 
 def _set_max(arc_backend: ArcBackend, state: ArcState, arc_max: int) -> None:
@@ -60,43 +62,55 @@ def _set_max(arc_backend: ArcBackend, state: ArcState, arc_max: int) -> None:
         arc_backend.set_max(arc_max)
 
 
-def reserve(host: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decision | None:
-    """Charge guest, lower the ARC maximum, and wait until the ARC's size is down;
-    AdmissionRefused (nothing left reserved) when it does not fit or the ARC does
-    not shrink in time. None when the host has no ARC to manage."""
-    arc_backend = backend(host)
+def reserve(
+    settings: HostSettings, guest: str, cfg: VmConfig, say: Say, *, until: float | None = None
+) -> Decision | None:
+    """Charge guest, lower the ARC maximum, and wait until the ARC's size is down
+    (at most memory.shrink_timeout, and never past `until`, a monotonic time);
+    AdmissionRefused (nothing left reserved) when it does not fit or the ARC
+    does not shrink in time. None when the host has no ARC to manage."""
+    arc_backend = backend(settings)
     if arc_backend is None:
         return None
-    amount = policy.charge(cfg.ram, cfg.vcpus, host.overhead_model())
-    with memory_ledger.locked(host.run_dir) as book:
+    amount = policy.charge(cfg.ram, cfg.vcpus, settings.overhead_model())
+    with memory_ledger.locked(settings.run_dir) as book:
         state = arc_backend.read()
-        mem = host_memory(host, state, book.ledger)
+        mem = host_memory(settings, state, book.ledger)
         decision = policy.admit(mem, book.ledger.amounts(), guest, amount)
         if not decision.admitted:
             raise AdmissionRefused(decision.line(guest))
+        before = book.ledger
         # The baseline is saved before the first change, and kept until the last release.
-        book.save(memory_ledger.charged(attrs.evolve(book.ledger, baseline=mem.baseline), guest, amount))
+        book.save(_ledger(mem, before, decision.charges, {guest: Charge.mine(amount)}))
         try:
             _set_max(arc_backend, state, decision.arc_max)
         except VmbundleError:
-            book.save(attrs.evolve(book.ledger, charges=_without(book.ledger, guest)))
+            book.save(before)
             raise
     say(decision.line(guest))
     if decision.arc_max >= state.size:
         return decision  # already small enough: no need to look again
+    wait = float(settings.memory_shrink_timeout)
+    if until is not None:
+        wait = min(wait, until - time.monotonic())
     try:
-        _wait_for_shrink(host, arc_backend, guest, decision.arc_max, say)
+        _wait_for_shrink(settings, arc_backend, guest, decision.arc_max, wait, say)
     except AdmissionRefused:
-        release(host, guest, say)
+        release(settings, guest, say)
         raise
     return decision
 
 
 def _wait_for_shrink(
-    host: HostSettings, arc_backend: ArcBackend, guest: str, target: int, say: Say
+    settings: HostSettings,
+    arc_backend: ArcBackend,
+    guest: str,
+    target: int,
+    seconds: float,
+    say: Say,
 ) -> None:
-    limit = target + host.memory_shrink_slack
-    deadline = time.monotonic() + host.memory_shrink_timeout
+    limit = target + settings.memory_shrink_slack
+    deadline = time.monotonic() + seconds
     size = arc_backend.read().size
     if size <= limit:
         return
@@ -105,7 +119,7 @@ def _wait_for_shrink(
         if time.monotonic() >= deadline:
             raise AdmissionRefused(
                 f"{guest}: the ARC did not shrink to {_gib(target)} within "
-                f"{host.memory_shrink_timeout}s (still {_gib(size)}); nothing is reserved; "
+                f"{seconds:.0f}s (still {_gib(size)}); nothing is reserved; "
                 "try again later, or raise memory.shrink_timeout in the host configuration"
             )
         time.sleep(0.25)
@@ -116,48 +130,39 @@ def _gib(n: int) -> str:
     return f"{n / policy.GiB:.2f} GiB"
 
 
-def _without(ledger: Ledger, guest: str) -> dict[str, memory_ledger.Charge]:
-    return {g: c for g, c in ledger.charges.items() if g != guest}
+def _ledger(
+    mem: HostMemory, before: Ledger, amounts: Mapping[str, int], new: Mapping[str, Charge]
+) -> Ledger:
+    """The ledger holding the policy's amounts: each guest keeps the owner it had,
+    or takes the one in new; the baseline goes with the last charge."""
+    charges = {g: new.get(g) or before.charges[g] for g in amounts}
+    charges = {g: attrs.evolve(c, bytes=amounts[g]) for g, c in charges.items()}
+    return Ledger(baseline=mem.baseline if charges else None, charges=charges)
 
 
-def _settle(
-    host: HostSettings,
-    arc_backend: ArcBackend,
-    book: memory_ledger.Book,
-    drop: list[str],
-    add: dict[str, memory_ledger.Charge] | None = None,
-) -> int:
-    """Drop these guests' charges, add those, and set the ARC maximum the result
-    allows (the baseline, forgotten afterwards, when no charge is left)."""
-    state = arc_backend.read()
-    mem = host_memory(host, state, book.ledger)
-    charges = {g: c for g, c in book.ledger.charges.items() if g not in drop}
-    charges.update(add or {})
-    arc_max = policy.arc_max_for(mem, {g: c.bytes for g, c in charges.items()})
-    _set_max(arc_backend, state, arc_max)
-    book.save(Ledger(baseline=mem.baseline if charges else None, charges=charges))
-    return arc_max
-
-
-def release(host: HostSettings, guest: str, say: Say) -> None:
+def release(settings: HostSettings, guest: str, say: Say) -> None:
     """Give back guest's charge and let the ARC grow."""
-    arc_backend = backend(host)
+    arc_backend = backend(settings)
     if arc_backend is None:
         return
-    with memory_ledger.locked(host.run_dir) as book:
+    with memory_ledger.locked(settings.run_dir) as book:
         if guest not in book.ledger.charges and book.ledger.charges:
             return
-        arc_max = _settle(host, arc_backend, book, [guest])
+        state = arc_backend.read()
+        mem = host_memory(settings, state, book.ledger)
+        amounts, arc_max = policy.release(mem, book.ledger.amounts(), guest)
+        _set_max(arc_backend, state, arc_max)
+        book.save(_ledger(mem, book.ledger, amounts, {}))
     say(f"{guest}: memory released; ARC maximum {_gib(arc_max)}")
 
 
-def _running_uncharged(host: HostSettings, ledger: Ledger) -> dict[str, memory_ledger.Charge]:
+def _running_uncharged(settings: HostSettings, ledger: Ledger) -> dict[str, Charge]:
     """Guests whose QEMU runs with no charge in the ledger (a ledger lost or
     damaged), charged from the configuration they run with."""
-    found: dict[str, memory_ledger.Charge] = {}
-    if not host.run_dir.is_dir():
+    found: dict[str, Charge] = {}
+    if not settings.run_dir.is_dir():
         return found
-    for entry in sorted(host.run_dir.iterdir()):
+    for entry in sorted(settings.run_dir.iterdir()):
         if entry.name in ledger.charges or not entry.is_dir():
             continue
         run = RunPaths(entry)
@@ -166,21 +171,27 @@ def _running_uncharged(host: HostSettings, ledger: Ledger) -> dict[str, memory_l
         if pid is None or record is None:
             continue
         cfg = record.config
-        amount = policy.charge(cfg.ram, cfg.vcpus, host.overhead_model())
-        found[entry.name] = memory_ledger.Charge(amount, pid)
+        amount = policy.charge(cfg.ram, cfg.vcpus, settings.overhead_model())
+        found[entry.name] = Charge(amount, pid)
     return found
 
 
-def reconcile(host: HostSettings) -> tuple[list[str], list[str]]:
+def reconcile(settings: HostSettings) -> tuple[list[str], list[str]]:
     """Settle the ledger against the guests really running: drop the charges of
     guests gone (killed, crashed, or whose stop never ran) and charge running
     guests the ledger lacks; (the guests released, the guests charged)."""
-    arc_backend = backend(host)
+    arc_backend = backend(settings)
     if arc_backend is None:
         return [], []
-    with memory_ledger.locked(host.run_dir) as book:
-        stale = book.ledger.stale(_guest_running(host))
-        missing = _running_uncharged(host, book.ledger)
+    with memory_ledger.locked(settings.run_dir) as book:
+        stale = book.ledger.stale(_guest_running(settings))
+        missing = _running_uncharged(settings, book.ledger)
         if stale or missing or not book.ledger.charges:
-            _settle(host, arc_backend, book, stale, missing)
+            state = arc_backend.read()
+            mem = host_memory(settings, state, book.ledger)
+            amounts, arc_max = policy.reconcile(
+                mem, book.ledger.amounts(), stale, {g: c.bytes for g, c in missing.items()}
+            )
+            _set_max(arc_backend, state, arc_max)
+            book.save(_ledger(mem, book.ledger, amounts, missing))
     return stale, sorted(missing)

@@ -32,6 +32,11 @@ class Charge:
     owner: int
     """The pid of the process that reserved it."""
 
+    @classmethod
+    def mine(cls, amount: int) -> Charge:
+        """A charge reserved by this process."""
+        return cls(amount, os.getpid())
+
 
 @attrs.frozen
 class Ledger:
@@ -96,7 +101,3 @@ def locked(run_dir: Path, timeout: float = 60.0) -> Iterator[Book]:
 def read(run_dir: Path) -> Ledger:
     """The ledger as it is now, for display (no lock: the file is replaced whole)."""
     return _read(run_dir)
-
-
-def charged(ledger: Ledger, guest: str, amount: int) -> Ledger:
-    return attrs.evolve(ledger, charges={**ledger.charges, guest: Charge(amount, os.getpid())})

@@ -31,7 +31,7 @@ Edge cases, and what the ARC maximum does there (tests/test_memory_policy.py):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
 
 import attrs
@@ -220,6 +220,22 @@ def release(mem: HostMemory, charges: Mapping[str, int], guest: str) -> tuple[di
     """The ledger without guest's charge, and the ARC maximum it allows. Releasing a
     guest that holds nothing changes nothing (a stop may be reported twice)."""
     after = {g: n for g, n in charges.items() if g != guest}
+    return after, arc_max_for(mem, after)
+
+
+def reconcile(
+    mem: HostMemory,
+    charges: Mapping[str, int],
+    gone: Iterable[str],
+    found: Mapping[str, int],
+) -> tuple[dict[str, int], int]:
+    """The ledger once the guests gone are released and the running guests it
+    lacks are charged (they run, so they are charged whether they fit or not),
+    and the ARC maximum it allows."""
+    after = dict(charges)
+    for guest in gone:
+        after, _ = release(mem, after, guest)
+    after.update(found)
     return after, arc_max_for(mem, after)
 
 

@@ -2,7 +2,7 @@
 
 build_argv is pure: everything it needs besides vm.json (the binary and its
 profile, the accelerator, the bundle and run paths, the VNC display, the
-resolved ISOs) comes in LaunchFacts, so one config and one set of facts always
+resolved ISOs) comes in ArgvFacts, so one config and one set of facts always
 give the same argv, and golden tests pin every option of both dialects.
 
 Every value from the bundle or the run directory goes through vmbundle.qemu.opts
@@ -88,7 +88,7 @@ _ILLUMOS_VIRTIO_NET_TUNING: tuple[Pair, ...] = (
 
 
 @attrs.frozen
-class LaunchFacts:
+class ArgvFacts:
     """What build_argv needs from outside vm.json, all found by the caller beforehand."""
 
     binary: str  # argv[0]
@@ -194,7 +194,7 @@ class _Argv:
             return _REFUSED
 
 
-def build_argv(cfg: VmConfig, facts: LaunchFacts) -> list[str]:
+def build_argv(cfg: VmConfig, facts: ArgvFacts) -> list[str]:
     """The exact argv that runs cfg under facts.profile; ConfigError lists what cannot run."""
     if not facts.bundle_dir.is_absolute() or not facts.run.dir.is_absolute():
         raise ValueError("bundle_dir and the run directory must be absolute")
@@ -302,7 +302,7 @@ def _is_q35(machine: str) -> bool:
     return machine == "q35" or machine.startswith("pc-q35-")
 
 
-def _modern(out: _Argv, cfg: VmConfig, facts: LaunchFacts, ranks: dict[str, int]) -> None:
+def _modern(out: _Argv, cfg: VmConfig, facts: ArgvFacts, ranks: dict[str, int]) -> None:
     run = facts.run
     out.add(facts.binary)
     _identity(out, cfg, join(None, [("guest", cfg.name), ("debug-threads", "on")]))
@@ -339,7 +339,7 @@ def _modern_machine(out: _Argv, cfg: VmConfig) -> None:
     out.opt("-machine", cfg.machine)
 
 
-def _modern_vnc(out: _Argv, cfg: VmConfig, facts: LaunchFacts) -> None:
+def _modern_vnc(out: _Argv, cfg: VmConfig, facts: ArgvFacts) -> None:
     if not cfg.vnc.enabled:
         return
     web = "unix:" + out.run_path(facts.run.vnc_socket, socket=True, implied=True)
@@ -407,7 +407,7 @@ def _bootindex(ranks: dict[str, int], device_id: str) -> list[Pair]:
     return [("bootindex", ranks[device_id])] if device_id in ranks else []
 
 
-def _modern_storage(out: _Argv, cfg: VmConfig, facts: LaunchFacts, ranks: dict[str, int]) -> None:
+def _modern_storage(out: _Argv, cfg: VmConfig, facts: ArgvFacts, ranks: dict[str, int]) -> None:
     q35 = _is_q35(cfg.machine)
     buses = {d.bus for d in cfg.disks} | {c.bus for c in cfg.cdroms}
     if "scsi" in buses:
@@ -464,7 +464,7 @@ def _modern_storage(out: _Argv, cfg: VmConfig, facts: LaunchFacts, ranks: dict[s
         )
 
 
-def _iso(facts: LaunchFacts, cd: Cdrom) -> Path | None:
+def _iso(facts: ArgvFacts, cd: Cdrom) -> Path | None:
     if cd.id not in facts.isos:
         raise ValueError(f"no ISO decision for CD-ROM {cd.id!r}; the caller resolves every one")
     return facts.isos[cd.id]
@@ -504,7 +504,7 @@ def _modern_nics(out: _Argv, cfg: VmConfig, ranks: dict[str, int]) -> None:
 # --- illumos-kvm: the illumos KVM fork, QEMU 0.14.1 -----------------------
 
 
-def _illumos(out: _Argv, cfg: VmConfig, facts: LaunchFacts, ranks: dict[str, int]) -> None:
+def _illumos(out: _Argv, cfg: VmConfig, facts: ArgvFacts, ranks: dict[str, int]) -> None:
     run = facts.run
     out.add(facts.binary)
     # 0.14 splits -name at its first comma, with no escape.
@@ -535,7 +535,7 @@ def _illumos(out: _Argv, cfg: VmConfig, facts: LaunchFacts, ranks: dict[str, int
     out.opt("-boot", None, *_illumos_boot(cfg))
 
 
-def _illumos_storage(out: _Argv, cfg: VmConfig, facts: LaunchFacts, ranks: dict[str, int]) -> None:
+def _illumos_storage(out: _Argv, cfg: VmConfig, facts: ArgvFacts, ranks: dict[str, int]) -> None:
     ide = 0
     virtio = 0
     disk_ranks = {d.id: ranks[d.id] for d in cfg.disks if d.id in ranks}

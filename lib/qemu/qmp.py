@@ -32,6 +32,15 @@ class QmpError(VmbundleError):
         super().__init__(f"{guest}: QMP {command}: {desc}")
 
 
+class QmpUnavailable(VmbundleError):
+    """The monitor cannot be reached (no socket yet, refused, closed): QEMU is
+    starting, going away, or not there."""
+
+
+class QmpNotAnswering(VmbundleError):
+    """The monitor took the connection but QEMU did not answer in time."""
+
+
 class Session:
     """One negotiated connection; every read is bounded by the session's deadline."""
 
@@ -50,10 +59,10 @@ class Session:
         self._sock.settimeout(remaining)
         line = self._file.readline()
         if not line:
-            raise VmbundleError(f"{self.guest}: QMP: QEMU closed the monitor")
+            raise QmpUnavailable(f"{self.guest}: QMP: QEMU closed the monitor")
         message = json.loads(line)
         if not isinstance(message, dict):
-            raise VmbundleError(f"{self.guest}: QMP: unexpected message {line[:80]!r}")
+            raise QmpUnavailable(f"{self.guest}: QMP: unexpected message {line[:80]!r}")
         return message
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
@@ -93,9 +102,9 @@ def with_control(run: RunPaths, fn: Callable[[Session], T], timeout: float = 10.
             finally:
                 sock.close()
     except TimeoutError:
-        raise VmbundleError(f"{guest}: QMP did not answer within {timeout:g}s") from None
+        raise QmpNotAnswering(f"{guest}: QMP did not answer within {timeout:g}s") from None
     except (OSError, ValueError) as exc:
-        raise VmbundleError(f"{guest}: QMP: {exc}") from None
+        raise QmpUnavailable(f"{guest}: QMP: {exc}") from None
 
 
 def execute(

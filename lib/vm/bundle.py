@@ -1,8 +1,7 @@
-"""A bundle on disk: finding it, loading and checking it, saving its vm.json.
+"""A bundle on disk: finding it, loading it (checked by vmbundle.vm.checks), and
+changing its vm.json under the bundle's lock.
 
-Loading and checking only read: a bad bundle is reported, never touched. The
-rules here are those that need the bundle's files or the host; the rules of the
-file alone are in vmbundle.vm.codec.
+Loading only reads: a bad bundle is reported, never touched.
 """
 
 from __future__ import annotations
@@ -14,18 +13,16 @@ from pathlib import Path
 
 import attrs
 
-from vmbundle.adapters import qemu_img
+from vmbundle import locks
 from vmbundle.atomic import write_atomic
-from vmbundle.errors import ConfigError, ToolError, VmbundleError
+from vmbundle.errors import ConfigError, NoSuchGuest, VmbundleError, faults_of
 from vmbundle.settings import HostSettings
-from vmbundle.units import format_size
 from vmbundle.vm import codec, storage
-from vmbundle.vm.codec import ConfigProblems, Problem
-from vmbundle.vm.means import HostMeans
+from vmbundle.vm.checks import HostMeans, check_document
+from vmbundle.vm.codec import ConfigProblems
 from vmbundle.vm.model import NAME_PATTERN, VmConfig
 
 CONFIG_FILE = "vm.json"
-MAX_BACKING_DEPTH = 16
 
 
 @attrs.frozen
@@ -41,25 +38,25 @@ class Bundle:
         return self.path / file
 
 
-def locate(host: HostSettings, name_or_path: str) -> Path:
+def locate(settings: HostSettings, name_or_path: str) -> Path:
     """The bundle directory a guest is known by: a path, or a name in the bundle roots."""
     if "/" in name_or_path or name_or_path in (".", ".."):
         path = Path(os.path.abspath(name_or_path))
         if not (path / CONFIG_FILE).is_file():
-            raise VmbundleError(f"{name_or_path}: no {CONFIG_FILE} there; give a bundle directory")
+            raise NoSuchGuest(f"{name_or_path}: no {CONFIG_FILE} there; give a bundle directory")
         return path
     if re.fullmatch(NAME_PATTERN, name_or_path) is None:
         raise VmbundleError(
             f"{name_or_path!r}: not a guest name (letters, digits, _ and -, first a letter)"
         )
     found = []
-    for spec in host.bundle_roots:
+    for spec in settings.bundle_roots:
         candidate = storage.resolve_root(spec).path / name_or_path
         if (candidate / CONFIG_FILE).is_file():
             found.append(candidate)
     if not found:
-        roots = ", ".join(host.bundle_roots) or "none configured"
-        raise VmbundleError(
+        roots = ", ".join(settings.bundle_roots) or "none configured"
+        raise NoSuchGuest(
             f"{name_or_path}: no such guest in the bundle roots ({roots}); give its path instead"
         )
     if len(found) > 1:
@@ -67,12 +64,6 @@ def locate(host: HostSettings, name_or_path: str) -> Path:
             f"{name_or_path}: found in several bundle roots ({', '.join(map(str, found))}); give its path"
         )
     return found[0]
-
-
-def _guest_label(path: Path, doc: object) -> str:
-    if isinstance(doc, dict) and isinstance(doc.get("name"), str) and doc["name"]:
-        return str(doc["name"])[:63]
-    return path.name
 
 
 def read_document(path: Path) -> dict[str, object]:
@@ -89,182 +80,40 @@ def read_document(path: Path) -> dict[str, object]:
     return doc
 
 
-def load(path: Path, host: HostSettings, means: HostMeans | None = None) -> Bundle:
+def load(path: Path, settings: HostSettings, means: HostMeans | None = None) -> Bundle:
     """The bundle at path, checked; ConfigError lists every problem, one line each."""
-    return Bundle(path=path, config=check_document(read_document(path), path, host, means))
-
-
-def check_document(
-    doc: dict[str, object],
-    path: Path,
-    host: HostSettings,
-    means: HostMeans | None = None,
-    *,
-    disks_made: bool = True,
-) -> VmConfig:
-    """The config in doc for a bundle at path, checked as `validate` checks it: the
-    file, the host's means, the bundle's name and its files (its disks only once
-    they are made). ConfigError lists every problem, one line each."""
-    label = _guest_label(path, doc)
-    try:
-        cfg = codec.structure(doc)
-    except ConfigProblems as exc:
-        raise ConfigError([p.line(label) for p in exc.problems]) from None
-    problems = check_host_means(cfg, means or HostMeans.of_this_host())
-    if cfg.name != path.name:
-        problems.append(
-            Problem(
-                "name",
-                f"is {cfg.name!r} but the bundle is named {path.name!r}; "
-                f"set name to {path.name!r} (vmbundle set {path} name={path.name})",
-            )
-        )
-    problems += check_bundle_files(cfg if disks_made else attrs.evolve(cfg, disks=()), path, host)
-    if problems:
-        raise ConfigError([p.line(label) for p in problems])
-    return cfg
-
-
-def check_host_means(cfg: VmConfig, means: HostMeans) -> list[Problem]:
-    problems = []
-    if cfg.vcpus > means.cpus:
-        problems.append(
-            Problem("vcpus", f"{cfg.vcpus} is more than this host's {means.cpus} CPUs; lower it")
-        )
-    if cfg.ram > means.memory:
-        problems.append(
-            Problem(
-                "ram",
-                f"{format_size(cfg.ram)} is more than this host's memory "
-                f"({means.memory >> 20}M); lower it",
-            )
-        )
-    return problems
-
-
-def _inside(path: Path, top: Path) -> bool:
-    return path != top and path.is_relative_to(top)
-
-
-def _bundle_file(bundle_real: Path, rel: str, where: str) -> tuple[Path | None, Problem | None]:
-    """The real path of a file named relative to the bundle, if it stays inside."""
-    parts = Path(rel).parts
-    if not parts or Path(rel).is_absolute() or ".." in parts or rel.endswith("/"):
-        return None, Problem(where, f"{rel!r} must be a path inside the bundle, like disk0.qcow2")
-    real = Path(os.path.realpath(bundle_real / rel))
-    if not _inside(real, bundle_real):
-        return None, Problem(
-            where, f"{rel!r} leads outside the bundle (through a link); keep files inside it"
-        )
-    if not real.exists():
-        return None, Problem(where, f"{rel!r} does not exist in the bundle")
-    if not real.is_file():
-        return None, Problem(where, f"{rel!r} is not a regular file")
-    return real, None
-
-
-def check_bundle_files(
-    cfg: VmConfig,
-    path: Path,
-    host: HostSettings,
-    image_info: Callable[[Path], qemu_img.ImageInfo] | None = None,
-) -> list[Problem]:
-    """Disks and ISOs exist, stay inside the bundle (or an ISO directory), and are what
-    vm.json says they are; a qcow2 backing chain stays inside the bundle."""
-    info = image_info or (lambda p: qemu_img.info(p, binary=host.qemu_img))
-    bundle_real = Path(os.path.realpath(path))
-    problems: list[Problem] = []
-    for i, disk in enumerate(cfg.disks):
-        where = f"disks[{i}].file"
-        real, problem = _bundle_file(bundle_real, disk.file, where)
-        if problem:
-            problems.append(problem)
-            continue
-        assert real is not None
-        problems += _check_image(real, disk.format, disk.size, bundle_real, f"disks[{i}]", info)
-    for i, cd in enumerate(cfg.cdroms):
-        if cd.iso is None:
-            continue
-        where = f"cdroms[{i}].iso"
-        if cd.iso.startswith("/"):
-            real = Path(os.path.realpath(cd.iso))
-            dirs = [Path(os.path.realpath(d)) for d in host.iso_dirs]
-            if not any(_inside(real, d) for d in dirs):
-                allowed = ", ".join(map(str, host.iso_dirs)) or "none configured"
-                problems.append(
-                    Problem(
-                        where,
-                        f"{cd.iso!r} is neither in the bundle nor in an ISO directory ({allowed}); "
-                        "copy it into one",
-                    )
-                )
-            elif not real.is_file():
-                problems.append(Problem(where, f"{cd.iso!r} does not exist or is not a file"))
-        else:
-            _, problem = _bundle_file(bundle_real, cd.iso, where)
-            if problem:
-                problems.append(problem)
-    return problems
-
-
-def _check_image(
-    real: Path,
-    fmt: str,
-    size: int,
-    bundle_real: Path,
-    where: str,
-    info: Callable[[Path], qemu_img.ImageInfo],
-) -> list[Problem]:
-    # One image at a time, and each backing file checked before qemu-img opens it:
-    # `qemu-img info --backing-chain` would open a backing file outside the bundle.
-    try:
-        top = info(real)
-    except ToolError as exc:
-        return [Problem(f"{where}.file", f"qemu-img cannot read it: {exc.stderr or exc}")]
-    problems = []
-    if top.format != fmt:
-        problems.append(
-            Problem(
-                f"{where}.format",
-                f"says {fmt} but the image is {top.format}; set it to {top.format}",
-            )
-        )
-    if top.virtual_size != size:
-        problems.append(
-            Problem(
-                f"{where}.size",
-                f"says {format_size(size)} but the image holds {top.virtual_size} bytes; "
-                "resize it with vmbundle disk resize, or correct size",
-            )
-        )
-    current, depth = top, 0
-    while current.backing_filename is not None:
-        depth += 1
-        backing = current.backing_filename
-        real_backing = Path(os.path.realpath(backing)) if backing.startswith("/") else None
-        if real_backing is None or not _inside(real_backing, bundle_real):
-            problems.append(
-                Problem(
-                    f"{where}.file",
-                    f"its backing file {backing!r} is outside the bundle; "
-                    "rebase or convert the image so the chain stays inside",
-                )
-            )
-            break
-        if depth > MAX_BACKING_DEPTH:
-            problems.append(Problem(f"{where}.file", "its backing chain is too long (or a loop)"))
-            break
-        if not real_backing.is_file():
-            problems.append(Problem(f"{where}.file", f"its backing file {backing!r} is missing"))
-            break
-        try:
-            current = info(real_backing)
-        except ToolError as exc:
-            problems.append(Problem(f"{where}.file", f"its backing file {backing!r}: {exc}"))
-            break
-    return problems
+    return Bundle(path=path, config=check_document(read_document(path), path, settings, means))
 
 
 def save(path: Path, cfg: VmConfig) -> None:
-    """Write vm.json atomically; the caller has checked cfg."""
+    """Write vm.json atomically; the caller has checked cfg and holds the bundle's lock."""
     write_atomic(path / CONFIG_FILE, codec.dumps(cfg))
+
+
+Document = dict[str, object]
+
+
+def update(
+    path: Path,
+    settings: HostSettings,
+    change: Callable[[Document], Document],
+    *,
+    whole: bool = True,
+) -> Bundle:
+    """Read vm.json, change it and write it back, all under the bundle's lock, so
+    edits made at once each see the one before. The result is checked as
+    `validate` checks it (whole=False: as a file only, for the small changes a
+    start makes to a bundle it has just checked); a ConfigError or a fault of
+    the file system leaves vm.json as it was."""
+    name = path.name
+    with locks.bundle(settings.run_dir, name), faults_of(name):
+        doc = change(read_document(path))
+        if whole:
+            cfg = check_document(doc, path, settings)
+        else:
+            try:
+                cfg = codec.structure(doc)
+            except ConfigProblems as exc:
+                raise ConfigError([p.line(name) for p in exc.problems]) from None
+        save(path, cfg)
+    return Bundle(path, cfg)

@@ -1,0 +1,175 @@
+"""disk add and disk resize, each under the bundle's lock from the choice of id
+and file to vm.json written back, so disks added at once each get their own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import attrs
+
+from vmbundle import locks
+from vmbundle.adapters import qemu_img
+from vmbundle.errors import GuestRunning, UsageError, VmbundleError, faults_of
+from vmbundle.guest.process import running_pid
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.ops.edit import next_device_id
+from vmbundle.qemu import profile as qemu_profile
+from vmbundle.qemu import qmp
+from vmbundle.settings import HostSettings
+from vmbundle.units import format_size
+from vmbundle.vm import bundle, codec
+from vmbundle.vm.bundle import Bundle
+from vmbundle.vm.checks import check_document
+from vmbundle.vm.model import Disk
+
+# Called with a rising percentage while an image is copied in.
+Progress = qemu_img.ProgressCallback
+
+
+@attrs.frozen
+class DiskAdded:
+    name: str
+    disk: Disk
+
+
+@attrs.frozen
+class DiskResized:
+    name: str
+    disk: str
+    size: int
+    how: str
+    """"live" (through QMP, the guest sees it at once), "offline", or "unchanged"."""
+
+
+def _claim(target: Path) -> None:
+    """Make sure a new file can be made at target (the name is free, the directory
+    writable), so a refusal is the file system's own one line; qemu-img makes it."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.close(fd)
+    os.unlink(target)
+
+
+def _image_made(
+    target: Path,
+    source: Path | None,
+    size: int | None,
+    fmt: str,
+    settings: HostSettings,
+    progress: Progress | None,
+) -> int:
+    """Make the disk's image at target; its virtual size."""
+    if source is None:
+        assert size is not None
+        qemu_img.create(target, fmt, size, binary=settings.qemu_img)
+        return size
+    src_info = qemu_img.info(source, binary=settings.qemu_img)
+    qemu_img.convert(source, src_info.format, target, fmt, progress, binary=settings.qemu_img)
+    if size is not None and size != src_info.virtual_size:
+        qemu_img.resize(target, size, fmt, binary=settings.qemu_img)
+    return qemu_img.info(target, binary=settings.qemu_img).virtual_size
+
+
+def add(
+    settings: HostSettings,
+    guest: str,
+    *,
+    size: int | None,
+    source: Path | None,
+    fmt: str,
+    bus: str,
+    cache: str,
+    progress: Progress | None = None,
+) -> DiskAdded:
+    """A new disk: an empty image of size, or a copy of source (resized to size if given)."""
+    path = bundle.locate(settings, guest)
+    name = path.name
+    if source is None and size is None:
+        raise UsageError(f"{name}: give a SIZE, or --from IMAGE")
+    with locks.bundle(settings.run_dir, name), faults_of(name):
+        b = bundle.load(path, settings)
+        if running_pid(RunPaths.for_guest(settings.run_dir, name)) is not None:
+            raise GuestRunning(f"{name}: running; stop it before adding a disk")
+        disk_id = next_device_id(b.config.device_ids(), "disk")
+        file = f"{disk_id}.{'qcow2' if fmt == 'qcow2' else 'img'}"
+        target = b.disk_path(file)
+        if os.path.lexists(target):
+            raise VmbundleError(
+                f"{name}: {file} already exists in the bundle; remove it or pick another"
+            )
+        new = Disk(id=disk_id, file=file, size=size or 1 << 20, format=fmt, bus=bus, cache=cache)
+        # A bad --bus, --format or --cache is refused before any image is made.
+        check_document(_with_disk(b, new), path, settings, disks_made=False)
+        _claim(target)
+        try:
+            made = _image_made(target, source, size, fmt, settings, progress)
+            new = attrs.evolve(new, size=made)
+            cfg = check_document(_with_disk(b, new), path, settings)
+            bundle.save(path, cfg)
+        except BaseException:
+            _remove(target)
+            raise
+    return DiskAdded(name, new)
+
+
+def _with_disk(b: Bundle, disk: Disk) -> dict[str, object]:
+    doc: dict[str, object] = codec.unstructure(
+        attrs.evolve(b.config, disks=(*b.config.disks, disk))
+    )
+    return doc
+
+
+def _remove(target: Path) -> None:
+    # A half-made image goes; on a file system gone read-only it cannot, and the
+    # fault that stopped the add is the one to report.
+    with contextlib.suppress(OSError):
+        target.unlink(missing_ok=True)
+
+
+def resize(
+    settings: HostSettings, guest: str, disk_id: str, size: int, *, allow_shrink: bool
+) -> DiskResized:
+    """Set a disk's size: live through QMP when the guest runs, else with qemu-img."""
+    path = bundle.locate(settings, guest)
+    name = path.name
+    with locks.bundle(settings.run_dir, name), faults_of(name):
+        b = bundle.load(path, settings)
+        index = next((i for i, d in enumerate(b.config.disks) if d.id == disk_id), None)
+        if index is None:
+            ids = ", ".join(d.id for d in b.config.disks) or "none"
+            raise UsageError(f"{name}: no disk {disk_id!r}; disks: {ids}")
+        disk = b.config.disks[index]
+        if size < disk.size and not allow_shrink:
+            raise UsageError(
+                f"{name}: {disk.id}: {format_size(size)} is smaller than {format_size(disk.size)}; "
+                "shrinking loses what the guest keeps at the end of the disk: add --allow-shrink"
+            )
+        if size == disk.size:
+            return DiskResized(name, disk.id, size, "unchanged")
+        disks = list(b.config.disks)
+        disks[index] = attrs.evolve(disk, size=size)
+        new_cfg = attrs.evolve(b.config, disks=tuple(disks))
+        run = RunPaths.for_guest(settings.run_dir, name)
+        if running_pid(run) is not None:
+            # A running QEMU holds the image's write lock; the resize goes through it,
+            # and the guest sees the new capacity at once.
+            profile = qemu_profile.probe(settings.qemu_binary, settings.run_dir)
+            if profile.name != "modern":
+                raise GuestRunning(
+                    f"{name}: this QEMU cannot resize a disk live; stop the guest first"
+                )
+            qmp.execute(run, "block_resize", {"device": f"drive-{disk.id}", "size": size})
+            how = "live"
+        else:
+            qemu_img.resize(
+                b.disk_path(disk.file),
+                size,
+                disk.format,
+                allow_shrink=allow_shrink,
+                binary=settings.qemu_img,
+            )
+            how = "offline"
+        cfg = check_document(codec.unstructure(new_cfg), path, settings)
+        bundle.save(path, cfg)
+    return DiskResized(name, disk.id, size, how)

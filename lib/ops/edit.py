@@ -1,0 +1,141 @@
+"""Changing vm.json: set, iso attach and detach. Each change is made under the
+bundle's lock and checked as a whole before the file is replaced (atomically),
+so a bad edit, or a full or read-only file system, changes nothing; a guest
+running under SMF from that bundle is refreshed, so an ISO goes in its drive now
+and the rest shows as pending."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import attrs
+
+from vmbundle.adapters import smf
+from vmbundle.errors import ConfigError, UsageError
+from vmbundle.guest import boot_record
+from vmbundle.guest.process import running_pid
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.settings import HostSettings
+from vmbundle.vm import bundle, codec
+from vmbundle.vm.bundle import Bundle, Document
+from vmbundle.vm.fields import Invalid
+
+
+@attrs.frozen
+class Edited:
+    bundle: Bundle
+    refreshed: str | None
+    """The FMRI refreshed because its guest runs from this bundle; None if none."""
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+
+def next_device_id(ids: list[str], prefix: str) -> str:
+    """The first free id like disk2 or cd1 (ids are shared by disks, CD-ROMs and NICs)."""
+    taken = set(ids)
+    n = 0
+    while f"{prefix}{n}" in taken:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def refresh_if_running(settings: HostSettings, b: Bundle) -> str | None:
+    """Ask SMF to refresh the guest when its instance runs from this bundle; the
+    FMRI refreshed, or None when the guest does not run under SMF from b."""
+    run = RunPaths.for_guest(settings.run_dir, b.name)
+    record = boot_record.read(run)
+    if record is None or record.fmri is None or record.bundle != str(b.path):
+        return None
+    if running_pid(run) is None:
+        return None
+    smf.svcadm("refresh", record.fmri)
+    return record.fmri
+
+
+def _edited(settings: HostSettings, b: Bundle) -> Edited:
+    return Edited(b, refresh_if_running(settings, b))
+
+
+def set_keys(settings: HostSettings, guest: str, assignments: list[str]) -> Edited:
+    """Set vm.json keys from KEY=VALUE texts (`ram=4G`, `disks.disk0.cache=none`)."""
+    path = bundle.locate(settings, guest)
+    pairs = []
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{path.name}: {assignment!r}: write KEY=VALUE, like ram=4G")
+        pairs.append((key, value))
+
+    def change(doc: Document) -> Document:
+        # The file may be invalid now: set is how an operator repairs it, so it
+        # starts from the JSON document rather than from a checked config.
+        for key, value in pairs:
+            try:
+                doc = codec.set_key(doc, key, value)
+            except Invalid as exc:
+                raise ConfigError([f"{path.name}: {exc}"]) from None
+        return doc
+
+    return _edited(settings, bundle.update(path, settings, change))
+
+
+def _cdroms(doc: Document) -> list[dict[str, object]]:
+    found = doc.get("cdroms")
+    return [cd for cd in found if isinstance(cd, dict)] if isinstance(found, list) else []
+
+
+def _device_ids(doc: Document) -> list[str]:
+    ids = []
+    for group in ("disks", "cdroms", "nics"):
+        items = doc.get(group)
+        if isinstance(items, list):
+            ids += [str(i.get("id")) for i in items if isinstance(i, dict)]
+    return ids
+
+
+def _drive(doc: Document, drive: str | None) -> dict[str, object] | None:
+    for cd in _cdroms(doc):
+        if drive is None or cd.get("id") == drive:
+            return cd
+    return None
+
+
+def iso_attach(settings: HostSettings, guest: str, iso: str, drive: str | None) -> Edited:
+    """Put an ISO in a CD-ROM drive (the first, or drive); a drive is added when
+    the guest has none of that id."""
+    path = bundle.locate(settings, guest)
+    value = iso if iso.startswith("/") else str(Path(iso).absolute())
+    if Path(value).is_relative_to(path):
+        value = str(Path(value).relative_to(path))  # an ISO directory's file stays absolute
+
+    def change(doc: Document) -> Document:
+        doc = copy.deepcopy(doc)
+        cd = _drive(doc, drive)
+        if cd is not None:
+            cd["iso"] = value
+            return doc
+        if drive is not None and drive in _device_ids(doc):
+            raise UsageError(f"{path.name}: {drive} is not a CD-ROM drive")
+        new = {"id": drive or next_device_id(_device_ids(doc), "cd"), "iso": value}
+        doc["cdroms"] = [*_cdroms(doc), new]
+        return doc
+
+    return _edited(settings, bundle.update(path, settings, change))
+
+
+def iso_detach(settings: HostSettings, guest: str, drive: str | None) -> Edited:
+    """Take the ISO out of a CD-ROM drive (the first, or drive)."""
+    path = bundle.locate(settings, guest)
+
+    def change(doc: Document) -> Document:
+        doc = copy.deepcopy(doc)
+        cd = _drive(doc, drive)
+        if cd is None:
+            raise UsageError(f"{path.name}: no CD-ROM drive {drive or ''}".rstrip())
+        cd["iso"] = None
+        return doc
+
+    return _edited(settings, bundle.update(path, settings, change))

@@ -1,0 +1,176 @@
+"""import, forget, start, stop, restart: a guest as an SMF instance.
+
+These only ask SMF (through vmbundle.adapters.smf) and read bundles; the methods
+do the work, so a guest started here is the same as one started with svcadm.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from vmbundle.adapters import smf
+from vmbundle.errors import ConfigError, ToolError, VmbundleError
+from vmbundle.service import state
+from vmbundle.service.state import UP, Instance
+from vmbundle.settings import HostSettings
+from vmbundle.vm import bundle, codec
+from vmbundle.vm.bundle import Bundle
+from vmbundle.vm.model import VmConfig
+
+
+class NameTaken(VmbundleError):
+    """A guest of that name is imported already."""
+
+
+class ServiceMissing(VmbundleError):
+    """The vm service is not installed in SMF (vmbundle smf install)."""
+
+
+@attrs.frozen
+class Imported:
+    name: str
+    fmri: str
+    bundle: str
+    state: str
+
+    def to_json(self) -> dict[str, str]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Forgotten:
+    name: str
+    fmri: str
+    bundle: str | None
+
+
+@attrs.frozen
+class Started:
+    name: str
+    persistent: bool
+    """Enabled for good (autostart), not only until the host reboots."""
+    cleared: bool
+    """It was in maintenance, and the start cleared it."""
+    online: bool
+    """It was waited for and is online."""
+
+
+@attrs.frozen
+class Stopped:
+    name: str
+    disabled: bool
+    """It is disabled now (waited for, or it was already)."""
+
+
+def quick_config(path: str | Path | None) -> VmConfig | None:
+    """vm.json read without the slow checks of its disks; None when unreadable or invalid."""
+    if not path:
+        return None
+    try:
+        return codec.structure(bundle.read_document(Path(path)))
+    except (ConfigError, codec.ConfigProblems):
+        return None
+
+
+def autostart(fmri: str) -> bool:
+    """The guest's autostart; False when vm.json cannot be read (the start method
+    reports that problem into SMF, and a temporary enable is the safe guess)."""
+    try:
+        path = smf.get_property(fmri, smf.BUNDLE_PROPERTY)
+    except ToolError:
+        return False
+    cfg = quick_config(path)
+    return cfg is not None and cfg.autostart
+
+
+def refuse_imported(name: str) -> None:
+    """Refuse a name that already has an instance, naming the bundle it points at."""
+    found = state.find(name)
+    if found is None:
+        return
+    where = smf.get_property(found.fmri, smf.BUNDLE_PROPERTY) or "no bundle set"
+    raise NameTaken(
+        f"{name}: already imported as {found.fmri} ({where}); "
+        f"to import another bundle under this name, forget it first: vmbundle forget {name}"
+    )
+
+
+def add_instance(b: Bundle) -> Imported:
+    """Make the disabled instance of a checked bundle; refuse_imported came first."""
+    fmri = smf.instance_fmri(b.name)
+    try:
+        smf.add_instance(b.name, str(b.path))
+    except ToolError as exc:
+        # svccfg stops at the first failing line, which may leave a half-made
+        # instance; never remove one someone else made in the meantime.
+        if not isinstance(exc, smf.AlreadyExists) and state.find(b.name) is not None:
+            smf.delete_instance(fmri)
+        if isinstance(exc, smf.NoSuchEntity):
+            raise ServiceMissing(
+                f"{b.name}: cannot make {fmri}: the service {smf.VM_SERVICE} is not installed; "
+                "install it: vmbundle smf install"
+            ) from None
+        raise VmbundleError(f"{b.name}: cannot make {fmri}: {exc}") from None
+    return Imported(b.name, fmri, str(b.path), state.settled_state(fmri))
+
+
+def import_bundle(settings: HostSettings, guest: str) -> Imported:
+    """Make the SMF instance of a bundle in the roots (or at a path), disabled."""
+    path = bundle.locate(settings, guest)
+    refuse_imported(path.name)
+    # Fully checked (disks too): a bad bundle never becomes an instance.
+    return add_instance(bundle.load(path, settings))
+
+
+def forget(guest: str) -> Forgotten:
+    """Remove a stopped guest's SMF instance; the bundle stays."""
+    inst = state.get(state.guest_name(guest))
+    if inst.active:
+        raise VmbundleError(
+            f"{inst.name}: {inst.shown_state}; stop it first: vmbundle stop {inst.name} --wait"
+        )
+    path = smf.get_property(inst.fmri, smf.BUNDLE_PROPERTY)
+    smf.delete_instance(inst.fmri)
+    return Forgotten(inst.name, inst.fmri, path)
+
+
+def start(guest: str, *, wait: bool) -> Started:
+    inst = state.get(state.guest_name(guest))
+    persistent = autostart(inst.fmri)
+    # Without autostart the enable is temporary, so the guest stays off after a reboot.
+    flags = () if persistent else ("-t",)
+    cleared = inst.state == "maintenance"
+    if cleared:
+        # The operator asked for the guest to run; clearing is what they would do
+        # next by hand, and the start method reports again if the cause remains.
+        since = state.stamp(inst.fmri)
+        smf.svcadm("enable", inst.fmri, *flags)
+        smf.svcadm("clear", inst.fmri)
+        if wait:
+            state.await_online(inst, since)
+    else:
+        state.svcadm_to(inst, "enable", flags, wait, "online")
+    return Started(inst.name, persistent, cleared, wait)
+
+
+def stop(guest: str, *, wait: bool) -> Stopped:
+    inst = state.get(state.guest_name(guest))
+    # Temporary: a guest with autostart still comes back when the host boots.
+    state.svcadm_to(inst, "disable", ("-t",), wait, "disabled")
+    return Stopped(inst.name, wait or (inst.state, inst.next_state) == ("disabled", "-"))
+
+
+def restart(guest: str, *, wait: bool) -> Instance:
+    inst = state.get(state.guest_name(guest))
+    if inst.state not in UP:
+        # svc.startd ignores a restart of an instance that is not running.
+        raise VmbundleError(
+            f"{inst.name}: {inst.shown_state}, not running; start it: vmbundle start {inst.name}"
+        )
+    since = state.stamp(inst.fmri)
+    smf.svcadm("restart", inst.fmri)
+    if wait:
+        state.await_online(inst, since)
+    return inst

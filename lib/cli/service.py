@@ -33,24 +33,25 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outcome(name: str, arrived: bool, goal: str, moving: str, until: str = "") -> str:
+    """The line for an instance sent toward goal: there, or on its way."""
+    if arrived:
+        return f"{name}: {goal}{until}"
+    return f"{name}: {moving}{until}; vmbundle status {name} shows when it is {goal}"
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     done = lifecycle.start(args.guest, wait=args.wait)
     if done.cleared:
         print(f"{done.name}: was in maintenance; cleared it", file=sys.stderr)
     until = "" if done.persistent else " (until the host reboots: autostart is false)"
-    if done.online:
-        print(f"{done.name}: online{until}")
-    else:
-        print(f"{done.name}: starting{until}; vmbundle status {done.name} shows when it is online")
+    print(_outcome(done.name, done.online, "online", "starting", until))
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     done = lifecycle.stop(args.guest, wait=args.wait)
-    if done.disabled:
-        print(f"{done.name}: disabled")
-    else:
-        print(f"{done.name}: stopping; vmbundle status {done.name} shows when it is disabled")
+    print(_outcome(done.name, done.disabled, "disabled", "stopping"))
     return 0
 
 

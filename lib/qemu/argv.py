@@ -364,32 +364,27 @@ class _ModernPlaces:
         self.sata = 0
         self.scsi = 0
 
+    def _no_ahci_port(self, is_disk: bool) -> str:
+        if self.q35:
+            alt = "virtio or scsi" if is_disk else "scsi"
+            return (
+                f"no AHCI port left: q35 has {AHCI_PORTS}, shared by ide and sata devices; "
+                f"put this one on {alt}"
+            )
+        alt = "virtio, ide or scsi" if is_disk else "ide or scsi"
+        return f"no SATA port left: the AHCI controller has {AHCI_PORTS}; put this one on {alt}"
+
     def take(self, out: _Argv, bus: str, where: str, is_disk: bool) -> list[Pair]:
         if bus == "scsi":
             self.scsi += 1
             return [("bus", "scsi0.0"), ("scsi-id", self.scsi - 1)]
-        if self.q35:
-            # ide and sata share the built-in AHCI (see the module's docstring).
+        # On q35, ide and sata share the built-in AHCI (see the module's docstring).
+        if self.q35 or bus == "sata":
             if self.sata == AHCI_PORTS:
-                alt = "virtio or scsi" if is_disk else "scsi"
-                out.problem(
-                    f"{where}.bus",
-                    f"no AHCI port left: q35 has {AHCI_PORTS}, shared by ide and sata devices; "
-                    f"put this one on {alt}",
-                )
+                out.problem(f"{where}.bus", self._no_ahci_port(is_disk))
                 return []
             self.sata += 1
-            return [("bus", f"ide.{self.sata - 1}")]
-        if bus == "sata":
-            if self.sata == AHCI_PORTS:
-                alt = "virtio, ide or scsi" if is_disk else "ide or scsi"
-                out.problem(
-                    f"{where}.bus",
-                    f"no SATA port left: the AHCI controller has {AHCI_PORTS}; put this one on {alt}",
-                )
-                return []
-            self.sata += 1
-            return [("bus", f"sata0.{self.sata - 1}")]
+            return [("bus", f"{'ide' if self.q35 else 'sata0'}.{self.sata - 1}")]
         if self.ide == PIIX_IDE_PLACES:
             alt = "virtio, sata or scsi" if is_disk else "sata or scsi"
             out.problem(

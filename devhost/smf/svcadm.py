@@ -18,14 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devhost.smf import contracts, notify, repository
-from devhost.smf.fmri import Fmri, FmriError, parse
+from devhost.smf.fmri import STARTD_FMRI, Fmri, FmriError, file_path, parse
 from devhost.smf.repository import Doc, Pgs, Repository
 from devhost.smf.startd import daemon
-from devhost.smf.startd.graph import file_path
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE = 0, 1, 2
 EXIT_SVC_FAILURE, EXIT_DEP_FAILURE = 3, 4
-STARTD_FMRI = "svc:/system/svc/restarter:default"
 
 USAGE = """\
 Usage: svcadm [-S <state>] [-v] [-Z | -z zone] [cmd [args ... ]]

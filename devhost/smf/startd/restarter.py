@@ -23,7 +23,7 @@ import attrs
 
 from devhost.smf import repository
 from devhost.smf.contracts import ContractStore
-from devhost.smf.fmri import Fmri, FmriError, parse
+from devhost.smf.fmri import STARTD_FMRI, Fmri, FmriError, parse
 from devhost.smf.repository import Doc, Pgs, Repository
 from devhost.smf.startd import config, graph, instance
 from devhost.smf.startd.config import Style
@@ -47,7 +47,6 @@ from devhost.smf.startd.runner import (
     startd_view,
 )
 
-STARTD_FMRI = "svc:/system/svc/restarter:default"
 FAULT_THRESHOLD = 3
 NOT_RETRYABLE = (95, 96, 99, 100)  # FATAL, CONFIG, NOSMF, PERM
 WT_SVC_ERR_THROTTLE = 1.0

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from devhost.getopt import BAD, getopt
 from devhost.smf import repository as repo
-from devhost.smf.cmdline import getopt
 from devhost.smf.repository import Doc
 from devhost.smf.svcs_common import (
     EXIT_FATAL,
@@ -270,13 +270,13 @@ class Svcs(Run):
     def run(self, argv: list[str]) -> int:
         opts, operands = getopt(PROG, argv, "aHpvno:R:s:S:dDlL?xZz:")
         mode = ""
-        for opt, arg in opts:
+        for opt, _ in opts:
             if opt == "?":
-                if arg == "":
-                    self.out.append(USAGE + HELP)
-                    for name, text in COLUMN_HELP.items():
-                        self.out.append(f"\t{name:<6}  {text}\n")
-                    return 0
+                self.out.append(USAGE + HELP)
+                for name, text in COLUMN_HELP.items():
+                    self.out.append(f"\t{name:<6}  {text}\n")
+                return 0
+            if opt == BAD:
                 self.usage()
             if opt in "dDlLnx":
                 if mode:

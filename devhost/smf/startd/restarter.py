@@ -674,12 +674,17 @@ class Restarter:
             critical = config.method_props(view, "start").critical_events
         except (config.NoMethodGroup, config.NoExecProperty):
             critical = config.EV_CORE | config.EV_EMPTY | config.EV_SIGNAL | config.EV_HWERR
-        for path, kind, _pid, _sig in contract.events():
+        for path, kind, pid, sig in contract.events():
             path.unlink(missing_ok=True)
             event = config.EV_CORE if kind == "core" else config.EV_SIGNAL
             if event & critical:
                 self.stop_instance(inst, instance.CORE if kind == "core" else instance.SIGNAL)
                 return
+            # Only in the daemon's own log: svc.startd says nothing of it.
+            self.log.info(
+                "%s: %s event of pid %d (signal %d) in contract %d is not critical",
+                inst.fmri, kind, pid, sig, inst.primary_ctid,
+            )  # fmt: skip
         if contract.is_empty() and critical & config.EV_EMPTY:
             self.stop_instance(inst, instance.EXIT)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import attrs
 
+from devhost.getopt import BAD, getopt
 from devhost.kernel import arc
-from devhost.kernel.getopt import BAD, getopt
 
 PROG = "kstat"
 KSTAT_TYPE_NAMED = 1

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import attrs
 
+from devhost.getopt import BAD, getopt
 from devhost.kernel import arc
-from devhost.kernel.getopt import BAD, getopt
 
 PROG = "mdb"
 MASK64 = (1 << 64) - 1

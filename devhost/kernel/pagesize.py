@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from devhost.getopt import getopt
 from devhost.kernel.arc import PAGESIZE
-from devhost.kernel.getopt import getopt
 
 SUPPORTED_SIZES = (PAGESIZE, 2 << 20)
 

@@ -1,13 +1,18 @@
-"""FMRIs: parsing, the canonical form, and matching operands as libscf's
-scf_walk_fmri does (globs, abbreviations by trailing components)."""
+"""FMRIs: parsing svc: and file: FMRIs, the canonical form, matching operands as
+libscf's scf_walk_fmri does (globs, abbreviations by trailing components), and
+the restarter's own FMRI. Free of heavy imports (no attrs): svcs and svcprop
+import it and start on every poll of the product."""
 
 from __future__ import annotations
 
 import fnmatch
 import re
 from collections.abc import Iterable
+from typing import NamedTuple
 
-import attrs
+# svc.startd, the master restarter: general/restarter of every instance that names
+# no other, and SMF_RESTARTER in its methods' environment.
+STARTD_FMRI = "svc:/system/svc/restarter:default"
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.,+-]*"
 _SERVICE_RE = re.compile(rf"{_NAME}(/{_NAME})*")
@@ -18,8 +23,9 @@ class FmriError(ValueError):
     pass
 
 
-@attrs.frozen(order=True)
-class Fmri:
+class Fmri(NamedTuple):
+    """An immutable, hashable and ordered (service, instance) pair."""
+
     service: str  # "system/vmbundle/vm"
     instance: str | None = None
 
@@ -47,6 +53,22 @@ def parse(text: str) -> Fmri:
     if ":" in body and not instance:
         raise FmriError(f"invalid FMRI {text!r}")
     return Fmri(service, instance or None)
+
+
+def file_path(text: str) -> str | None:
+    """The path a file: FMRI names (file://localhost/p, file:///p or file:/p), as
+    scf_parse_file_fmri() reads it; None when text is no file: FMRI, names another
+    host, or has a relative path."""
+    if not text.startswith("file:"):
+        return None
+    rest = text[len("file:") :]
+    if rest.startswith("//"):
+        rest = rest[2:]
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost") :]
+        elif not rest.startswith("/"):
+            return None
+    return rest if rest.startswith("/") else None
 
 
 def is_glob(operand: str) -> bool:

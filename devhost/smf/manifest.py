@@ -23,10 +23,10 @@ from xml.etree import ElementTree
 import attrs
 
 from devhost.smf import repository as repo
+from devhost.smf.fmri import file_path
 from devhost.smf.repository import Doc, Pgs
 
 DTD_SYSTEM_ID = "/usr/share/lib/xml/dtd/service_bundle.dtd.1"
-STARTD = "svc:/system/svc/restarter:default"
 MHASH_SERVICE = "smf/manifest"
 MAX_NAME = 119  # scf_limit(SCF_LIMIT_MAX_NAME_LENGTH)
 
@@ -176,12 +176,8 @@ def check_value(ptype: str, text: str) -> str | None:
 
 def _valid_fmri_value(text: str) -> bool:
     if text.startswith("file:"):
-        rest = text[5:]
-        if rest.startswith("//"):
-            rest = rest[2:]
-            if rest.startswith("localhost/"):
-                rest = rest[len("localhost") :]
-        return rest.startswith("/") and len(rest) > 1
+        path = file_path(text)
+        return path is not None and len(path) > 1
     parsed = repo.parse_svc_fmri(text)
     return parsed is not None and parsed.service is not None
 

@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-# fmri.py pulls in attrs (~20 ms) and tempfile costs ~7 ms: svcs and svcprop import this
-# module and must start fast, so both are imported only where they are used.
+# tempfile costs ~7 ms: svcs and svcprop import this module and must start fast, so it
+# is imported only where it is used (as is fmri.py, which most of them do not need).
 if TYPE_CHECKING:
     from devhost.smf.fmri import Fmri
 

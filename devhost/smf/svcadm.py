@@ -10,22 +10,20 @@ cannot without an administrator.
 from __future__ import annotations
 
 import fnmatch
-import getopt
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from devhost.getopt import BAD, getopt
 from devhost.smf import contracts, notify, repository
-from devhost.smf.fmri import Fmri, FmriError, parse
+from devhost.smf.fmri import STARTD_FMRI, Fmri, FmriError, file_path, parse
 from devhost.smf.repository import Doc, Pgs, Repository
 from devhost.smf.startd import daemon
-from devhost.smf.startd.graph import file_path
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE = 0, 1, 2
 EXIT_SVC_FAILURE, EXIT_DEP_FAILURE = 3, 4
-STARTD_FMRI = "svc:/system/svc/restarter:default"
 
 USAGE = """\
 Usage: svcadm [-S <state>] [-v] [-Z | -z zone] [cmd [args ... ]]
@@ -550,18 +548,27 @@ def _usage() -> int:
     return EXIT_USAGE
 
 
+def _options(args: list[str], optstring: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """getopt() as svcadm and each of its subcommands parse their options, with
+    opterr = 0 here (svcadm prints only its usage for a bad one): Usage on an error."""
+    opts, rest = getopt("svcadm", args, optstring, report=False)
+    if any(o == BAD for o, _ in opts):
+        raise Usage
+    return opts, rest
+
+
 def main(argv: list[str], state_dir: Path) -> int:
     adm = Svcadm(state_dir)
     try:
-        opts, rest = getopt.getopt(argv, "S:vZz:")
-    except getopt.GetoptError:
+        opts, rest = _options(argv, "S:vZz:")
+    except Usage:
         return _usage()
     for o, a in opts:
-        if o == "-S":
+        if o == "S":
             adm.state_filter = a
-        elif o == "-v":
+        elif o == "v":
             adm.verbose = True
-        elif o == "-z" and a != "global":
+        elif o == "z" and a != "global":
             sys.stderr.write(f"svcadm: invalid zone '{a}'\n")
             return EXIT_FATAL
     if not rest:
@@ -579,55 +586,52 @@ def _operands(adm: Svcadm, args: list[str]) -> list[str]:
 
 
 def _command(adm: Svcadm, cmd: str, args: list[str]) -> int:
-    try:
-        if cmd == "enable":
-            return _enable(adm, args)
-        if cmd == "disable":
-            return _disable(adm, args)
-        if cmd == "restart":
-            opts, args = getopt.getopt(args, "d")
-            fmris = adm.walk(_operands(adm, args))
-            for fmri in fmris:
-                if opts:
-                    adm.set_action(fmri, "do_dump")
-                adm.set_action(fmri, "restart")
-        elif cmd == "refresh":
-            for fmri in adm.walk(_operands(adm, args)):
-                adm.set_action(fmri, "refresh")
-        elif cmd == "mark":
-            return _mark(adm, args)
-        elif cmd == "clear":
-            return _clear(adm, args)
-        elif cmd == "milestone":
-            return _milestone(adm, args)
-        else:
-            raise Usage
-    except getopt.GetoptError:
-        raise Usage from None
+    if cmd == "enable":
+        return _enable(adm, args)
+    if cmd == "disable":
+        return _disable(adm, args)
+    if cmd == "restart":
+        opts, args = _options(args, "d")
+        fmris = adm.walk(_operands(adm, args))
+        for fmri in fmris:
+            if opts:
+                adm.set_action(fmri, "do_dump")
+            adm.set_action(fmri, "restart")
+    elif cmd == "refresh":
+        for fmri in adm.walk(_operands(adm, args)):
+            adm.set_action(fmri, "refresh")
+    elif cmd == "mark":
+        return _mark(adm, args)
+    elif cmd == "clear":
+        return _clear(adm, args)
+    elif cmd == "milestone":
+        return _milestone(adm, args)
+    else:
+        raise Usage
     notify.nudge(adm.state_dir)
     return adm.exit_status
 
 
 def _enable(adm: Svcadm, args: list[str]) -> int:
-    opts, args = getopt.getopt(args, "rst")
+    opts, args = _options(args, "rst")
     flags = {o for o, _ in opts}
     fmris = adm.walk(_operands(adm, args))
     for fmri in fmris:
-        if "-r" in flags:
-            adm.enable_recursive(fmri, "-t" in flags)
+        if "r" in flags:
+            adm.enable_recursive(fmri, "t" in flags)
         else:
-            adm.set_enabled(fmri, True, "-t" in flags)
-    return _nudge_and_wait(adm, fmris, adm.wait_enabled if "-s" in flags else None)
+            adm.set_enabled(fmri, True, "t" in flags)
+    return _nudge_and_wait(adm, fmris, adm.wait_enabled if "s" in flags else None)
 
 
 def _disable(adm: Svcadm, args: list[str]) -> int:
-    opts, args = getopt.getopt(args, "c:st")
+    opts, args = _options(args, "c:st")
     flags = {o for o, _ in opts}
-    comment = next((a for o, a in opts if o == "-c"), None)
+    comment = next((a for o, a in opts if o == "c"), None)
     fmris = adm.walk(_operands(adm, args))
     for fmri in fmris:
-        adm.set_enabled(fmri, False, "-t" in flags, comment)
-    return _nudge_and_wait(adm, fmris, adm.wait_disabled if "-s" in flags else None)
+        adm.set_enabled(fmri, False, "t" in flags, comment)
+    return _nudge_and_wait(adm, fmris, adm.wait_disabled if "s" in flags else None)
 
 
 def _nudge_and_wait(adm: Svcadm, fmris: list[Fmri], wait: Callable[[Fmri], None] | None) -> int:
@@ -640,13 +644,13 @@ def _nudge_and_wait(adm: Svcadm, fmris: list[Fmri], wait: Callable[[Fmri], None]
 
 
 def _mark(adm: Svcadm, args: list[str]) -> int:
-    opts, args = getopt.getopt(args, "It")
+    opts, args = _options(args, "It")
     flags = {o for o, _ in opts}
     if len(args) < 1:
         raise Usage
     target, args = args[0], args[1:]
     if target == "degraded":
-        if "-t" in flags:
+        if "t" in flags:
             sys.stderr.write("svcadm: -t may not be used with degraded.\n")
             return EXIT_USAGE
     elif target != "maintenance":
@@ -662,12 +666,12 @@ def _mark(adm: Svcadm, args: list[str]) -> int:
             if state != "online":
                 adm.fatal(f'Instance "{fmri}" is not online.')
                 continue
-            adm.set_action(fmri, "degrade_immediate" if "-I" in flags else "degraded")
+            adm.set_action(fmri, "degrade_immediate" if "I" in flags else "degraded")
         else:
-            if "-I" in flags:
-                action = "maint_on_immtemp" if "-t" in flags else "maint_on_immediate"
+            if "I" in flags:
+                action = "maint_on_immtemp" if "t" in flags else "maint_on_immediate"
             else:
-                action = "maint_on_temporary" if "-t" in flags else "maint_on"
+                action = "maint_on_temporary" if "t" in flags else "maint_on"
             adm.set_action(fmri, action)
     notify.nudge(adm.state_dir)
     return adm.exit_status
@@ -696,8 +700,8 @@ def _clear(adm: Svcadm, args: list[str]) -> int:
 
 def _milestone(adm: Svcadm, args: list[str]) -> int:
     try:
-        opts, args = getopt.getopt(args, "d")
-    except getopt.GetoptError:
+        opts, args = _options(args, "d")
+    except Usage:
         return _milestone_usage()
     if not args:
         return _milestone_usage()

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+from devhost.getopt import BAD, getopt
 from devhost.smf import manifest
 from devhost.smf import repository as repo
-from devhost.smf.cmdline import getopt
 from devhost.smf.notify import nudge
 from devhost.smf.repository import Doc, Pgs
 
@@ -1081,14 +1081,8 @@ def _quiet_getopt(
     args: list[str], optstring: str
 ) -> tuple[list[tuple[str, str]] | None, list[str]]:
     """getopt() with opterr = 0 over a statement's arguments: None on a bad option."""
-    import io
-
-    saved, sys.stderr = sys.stderr, io.StringIO()
-    try:
-        opts, rest = getopt(PROG, args, optstring)
-    finally:
-        sys.stderr = saved
-    if any(opt == "?" for opt, _ in opts):
+    opts, rest = getopt(PROG, args, optstring, report=False)
+    if any(opt == BAD for opt, _ in opts):
         return None, rest
     return opts, rest
 

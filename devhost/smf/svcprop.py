@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from devhost.getopt import getopt
 from devhost.smf import repository as repo
-from devhost.smf.cmdline import getopt
 from devhost.smf.repository import Doc, Pgs, Walked
 
 PROG = "svcprop"

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from devhost.smf import repository as repo
+from devhost.smf.fmri import file_path
 from devhost.smf.repository import Doc, Walked
-from devhost.smf.svcs import EXIT_FATAL, Inst
-
-if TYPE_CHECKING:
-    from devhost.smf.svcs import Svcs
+from devhost.smf.svcs_common import EXIT_FATAL, Inst, Run
 
 
 def dependency_groups(i: Inst) -> list[tuple[str, Any]]:
@@ -57,17 +55,6 @@ def fmri_state(doc: Doc, fmri: str) -> str:
     return Inst(doc, parsed.service, only).state
 
 
-def file_path(fmri: str) -> str | None:
-    s = fmri.removeprefix("file:")
-    if s.startswith("//"):
-        s = s[2:]
-        if s.startswith("localhost/"):
-            s = s[len("localhost") :]
-        elif not s.startswith("/"):
-            return None
-    return s if s.startswith("/") else None
-
-
 def grouping(pg: Any) -> str | None:
     entry = pg["props"].get("grouping")
     if entry is None or entry["type"] != "astring" or len(entry["values"]) != 1:
@@ -89,7 +76,7 @@ def provides(provider: Walked, fmri: str) -> bool:
     return parsed.instance is None or parsed.instance == provider.instance
 
 
-def list_dependencies(svcs: Svcs, doc: Doc, i: Inst, list_instance: Callable[[Inst], None]) -> None:
+def list_dependencies(svcs: Run, doc: Doc, i: Inst, list_instance: Callable[[Inst], None]) -> None:
     """-d: what one instance depends on (svcs.c list_dependencies)."""
     for _, pg in dependency_groups(i):
         if grouping(pg) in (None, "exclude_all"):
@@ -98,9 +85,7 @@ def list_dependencies(svcs: Svcs, doc: Doc, i: Inst, list_instance: Callable[[In
             list_svc_or_inst(svcs, doc, fmri, list_instance)
 
 
-def list_svc_or_inst(
-    svcs: Svcs, doc: Doc, fmri: str, list_instance: Callable[[Inst], None]
-) -> None:
+def list_svc_or_inst(svcs: Run, doc: Doc, fmri: str, list_instance: Callable[[Inst], None]) -> None:
     """svcs.c list_svc_or_inst_fmri(), without complaints (as -d calls it)."""
     parsed = repo.parse_svc_fmri(fmri)
     if parsed is None:

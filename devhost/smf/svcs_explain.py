@@ -8,18 +8,18 @@ import os
 import sys
 
 from devhost.smf import repository as repo
+from devhost.smf.fmri import STARTD_FMRI, file_path
 from devhost.smf.repository import Doc
-from devhost.smf.svcs import (
+from devhost.smf.svcs_common import (
     EXIT_FATAL,
     MAX_STATE,
     MSG_BASE,
-    STARTD,
     Inst,
     long_time,
     parse_time,
     warn,
 )
-from devhost.smf.svcs_deps import dependency_groups, file_path, prop_values
+from devhost.smf.svcs_deps import dependency_groups, prop_values
 
 # illumos's strsignal() texts, by signal name (the restarter records Linux numbers).
 SIGNAL_TEXT = {
@@ -119,7 +119,7 @@ class XInst:
         temp = i.enabled("general_ovr")
         self.enabled = perm if temp is None else temp
         self.temporary = temp is not None and temp != perm
-        self.restarter = i.value(i.current, "general", "restarter", "astring") or STARTD
+        self.restarter = i.value(i.current, "general", "restarter", "astring") or STARTD_FMRI
         self.dependencies: list[tuple[str, str, list[str]]] = []  # (grouping, type, fmris)
         self.causes: list[XInst] | None = None
         self.next_hop: dict[int, XInst] = {}  # id(cause) -> the dependency it came through
@@ -268,7 +268,7 @@ class Explainer:
                 x.causes.append(x)
             else:
                 status, restarter, _ = self.get_fmri(x.restarter)
-                if x.restarter == STARTD:
+                if x.restarter == STARTD_FMRI:
                     status, restarter = "", None  # the emulated svc.startd always runs
                 if status == "" and restarter is not None and not restarter.running:
                     if not self.add_causes(x, restarter):
@@ -453,7 +453,7 @@ class Explainer:
         if x.state == "online":
             return
         if x.state == "uninitialized":
-            if x.restarter == STARTD:
+            if x.restarter == STARTD_FMRI:
                 self.out.append(
                     f"Reason: Restarter {x.restarter} has not initialized service state.\n"
                 )

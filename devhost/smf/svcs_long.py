@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from devhost.smf.repository import Doc
-from devhost.smf.svcs import Inst, long_time, parse_time, type_is
+from devhost.smf.svcs_common import Inst, Run, long_time, parse_time, type_is
 from devhost.smf.svcs_deps import dependency_groups, fmri_state
-
-if TYPE_CHECKING:
-    from devhost.smf.svcs import Svcs
 
 
 def instance_pids(state_dir: Path, i: Inst) -> list[int]:
@@ -62,7 +58,7 @@ def proc_info(pid: int) -> tuple[float, str, str] | None:
 
 
 def detailed(
-    svcs: Svcs, doc: Doc, operands: list[str], processes: bool, verbose: bool, zone: str | None
+    svcs: Run, doc: Doc, operands: list[str], processes: bool, verbose: bool, zone: str | None
 ) -> int:
     """-l: a paragraph of label/value lines per instance."""
     first = True
@@ -134,7 +130,7 @@ def detail(
     return "".join(lines)
 
 
-def logs(svcs: Svcs, doc: Doc, operands: list[str]) -> int:
+def logs(svcs: Run, doc: Doc, operands: list[str]) -> int:
     """-L: the log file of each instance."""
 
     def log(i: Inst) -> None:

@@ -187,6 +187,24 @@ class SmfHost:
                 raise AssertionError(f"timed out waiting for {what}\n{self.daemon_log()}")
             time.sleep(0.02)
 
+    def wait_looked(self, timeout: float = 10) -> None:
+        """Wait until the restarter has made a whole pass over the instances that
+        began after this call, so that what it would do about anything done before
+        (start, stop, go to maintenance) it has begun: a test can then assert that
+        nothing happened. Nudged, so that it takes milliseconds, not a poll second."""
+        target = daemon.passes(self.state) + 2
+        deadline = time.monotonic() + timeout
+        nudged_at = -1
+        while (done := daemon.passes(self.state)) < target:
+            if done != nudged_at:
+                notify.nudge(self.state)
+                nudged_at = done
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the restarter made {done} passes, not {target}\n{self.daemon_log()}"
+                )
+            time.sleep(0.005)
+
     def log(self, fmri: str | Fmri) -> str:
         f = parse(fmri) if isinstance(fmri, str) else fmri
         path = log_path(self.state, f)

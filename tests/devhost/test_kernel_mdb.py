@@ -100,7 +100,10 @@ def test_writing_c_max_alone_does_not_shrink_the_arc(tmp_path: Path) -> None:
     host = boot_kernel(tmp_path / "h", speed=1 << 40)
     size = host.stat("size")
     host.mdb(f"{host.address('c_max')}/Z 0x40000000\n", write=True)
-    time.sleep(0.2)
+    # No thread evicts: the size at a moment is computed from the time since the
+    # write. A second later, at 1 TiB/s, any eviction towards a lower c would show.
+    later = arc.arcstats(arc.read(host.state), time.time() + 1)
+    assert (later["c_max"], later["c"], later["size"]) == (1 * GIB, 13 * GIB, size)
     assert host.stat("c_max") == 1 * GIB
     assert host.stat("c") == 13 * GIB
     assert host.stat("size") == size

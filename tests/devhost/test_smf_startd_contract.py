@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 from smf_support import SmfHost
 
@@ -122,7 +121,11 @@ def test_ignore_error_signal_masks_signal_events(smf_host: SmfHost) -> None:
     contract = smf_host.contract(FMRI)
     first, survivor = (int(x) for x in pids.read_text().split())
     os.kill(first, signal.SIGKILL)
-    time.sleep(1.5)
+    smf_host.wait_for(
+        "the restarter to see the signal event",
+        lambda: f"contract {contract} is not critical" in smf_host.daemon_log(),
+    )
+    smf_host.wait_looked()
     assert smf_host.state_of(FMRI) == "online"
     assert smf_host.contract(FMRI) == contract
     assert smf_host.members(FMRI) == [survivor]
@@ -229,8 +232,10 @@ def test_transient_model_is_online_after_its_start_method_and_watches_nothing(
     smf_host.add(FMRI, start=str(start), stop=":true", duration="transient")
     smf_host.wait_state(FMRI, "online")
     assert "contract" not in smf_host.props(FMRI)
-    os.kill(int(leftover.read_text()), signal.SIGKILL)
-    time.sleep(1.2)
+    gone = int(leftover.read_text())
+    os.kill(gone, signal.SIGKILL)
+    smf_host.wait_for("the leftover to die", lambda: not _alive(gone))
+    smf_host.wait_looked()
     assert smf_host.state_of(FMRI) == "online"
     assert len([x for x in smf_host.log_lines(FMRI) if x.startswith("Executing start")]) == 1
 
@@ -245,7 +250,7 @@ def test_emulator_restart_adopts_running_contracts(smf_host: SmfHost) -> None:
     smf_host.wait_for("the old restarter to go", lambda: not _alive(old))
     new = daemon.spawn(smf_host.state)
     assert new != old
-    time.sleep(0.5)
+    smf_host.wait_looked()  # a pass besides the one that adopted the contract
     assert smf_host.state_of(FMRI) == "online"
     assert smf_host.contract(FMRI) == contract
     assert smf_host.members(FMRI) == members

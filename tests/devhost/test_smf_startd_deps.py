@@ -3,8 +3,6 @@ propagation, and the standard services seeded for manifests to depend on."""
 
 from __future__ import annotations
 
-import time
-
 from smf_support import Dep, SmfHost
 
 A = "svc:/test/a:default"
@@ -26,7 +24,7 @@ def test_require_all_waits_offline_until_the_dependency_is_online(smf_host: SmfH
     smf_host.add(A, start=_daemon(smf_host, "a"), enabled=False)
     smf_host.add(B, start=_daemon(smf_host, "b"), deps=(Dep("a", (A,)),))
     smf_host.wait_state(B, "offline")
-    time.sleep(0.5)
+    smf_host.wait_looked()
     assert smf_host.state_of(B) == "offline"
     smf_host.svcadm("enable", A)
     smf_host.wait_state(B, "online")
@@ -40,13 +38,13 @@ def test_waiting_for_dependencies_keeps_the_reason_it_went_offline(smf_host: Smf
     smf_host.add(A, start=_daemon(smf_host, "a"), enabled=False)
     smf_host.add(B, start=_daemon(smf_host, "b"), deps=(Dep("a", (A,)),))
     smf_host.wait_state(B, "offline")
-    time.sleep(1.1)  # a tick of the restarter's loop at least
+    smf_host.wait_looked()
     assert smf_host.props(B)["auxiliary_state"] == ["per_configuration"]
     smf_host.svcadm("disable", B)
     smf_host.wait_state(B, "disabled")
     smf_host.svcadm("enable", B)
     smf_host.wait_state(B, "offline")
-    time.sleep(1.1)
+    smf_host.wait_looked()
     assert smf_host.state_of(B) == "offline"
     assert smf_host.props(B)["auxiliary_state"] == ["enable_request"]
 
@@ -92,7 +90,7 @@ def test_require_all_on_a_missing_instance_is_never_satisfied(smf_host: SmfHost)
         B, start=_daemon(smf_host, "b"), deps=(Dep("ghost", ("svc:/test/ghost:default",)),)
     )
     smf_host.wait_state(B, "offline")
-    time.sleep(0.5)
+    smf_host.wait_looked()
     assert smf_host.state_of(B) == "offline"
 
 
@@ -112,7 +110,8 @@ def test_optional_all_waits_for_an_enabled_dependency(smf_host: SmfHost) -> None
     smf_host.add(A, start=str(slow))
     smf_host.add(B, start=_daemon(smf_host, "b"), deps=(Dep("opt", (A,), "optional_all"),))
     smf_host.wait_state(A, "offline", settled=False)
-    time.sleep(0.5)
+    smf_host.wait_state(B, "offline")
+    smf_host.wait_looked()
     assert smf_host.state_of(B) == "offline"
     go.touch()
     smf_host.wait_state(B, "online")
@@ -123,7 +122,7 @@ def test_exclude_all_keeps_an_instance_offline_while_the_excluded_runs(smf_host:
     smf_host.wait_state(A, "online")
     smf_host.add(B, start=_daemon(smf_host, "b"), deps=(Dep("not_a", (A,), "exclude_all"),))
     smf_host.wait_state(B, "offline")
-    time.sleep(0.5)
+    smf_host.wait_looked()
     assert smf_host.state_of(B) == "offline"
     smf_host.svcadm("disable", A)
     smf_host.wait_state(B, "online")
@@ -161,11 +160,13 @@ def test_restart_on_none_leaves_dependents_running(smf_host: SmfHost) -> None:
     smf_host.add(A, start=_daemon(smf_host, "a"))
     smf_host.add(B, start=_daemon(smf_host, "b"), deps=(Dep("a", (A,), restart_on="none"),))
     smf_host.wait_state(B, "online")
+    b_since = smf_host.props(B)["state_timestamp"]
     smf_host.svcadm("restart", A)
     smf_host.wait_for("A to start again", lambda: _starts(smf_host, "a") == 2)
     smf_host.wait_state(A, "online")
-    time.sleep(0.3)
+    smf_host.wait_looked()
     assert _starts(smf_host, "b") == 1
+    assert smf_host.props(B)["state_timestamp"] == b_since  # not even stopping
 
 
 def test_restart_on_refresh_restarts_dependents_on_a_refresh(smf_host: SmfHost) -> None:
@@ -187,7 +188,7 @@ def test_disabling_a_dependency_stops_its_dependents_first(smf_host: SmfHost) ->
     b_stopped = smf_host.props(B)["state_timestamp"][0]
     a_stopped = smf_host.props(A)["state_timestamp"][0]
     assert float(b_stopped) <= float(a_stopped)
-    time.sleep(0.5)
+    smf_host.wait_looked()
     assert smf_host.state_of(B) == "offline"  # and it does not come back
 
 

@@ -130,10 +130,12 @@ def test_refresh_of_an_offline_instance_runs_no_method(smf_host: SmfHost) -> Non
     refreshed = smf_host.state / "refreshed"
     smf_host.add(FMRI, start=_daemon(smf_host), refresh=f"touch {refreshed}", enabled=False)
     smf_host.wait_state(FMRI, "disabled")
+    since = smf_host.props(FMRI)["state_timestamp"]
     smf_host.svcadm("refresh", FMRI)
     smf_host.wait_for("the refresh", lambda: "Rereading configuration." in smf_host.log_lines(FMRI))
-    time.sleep(0.3)
+    smf_host.wait_looked()  # the pass that reread it is over: a method would have begun
     assert not refreshed.exists()
+    assert smf_host.props(FMRI)["state_timestamp"] == since
 
 
 def test_refresh_takes_the_running_snapshot_the_methods_read(smf_host: SmfHost) -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from devhost import zfspool
 from devhost.smf import notify
-from devhost.smf.fmri import Fmri, parse
+from devhost.smf.fmri import Fmri, file_path, parse
 from devhost.smf.startd import config, graph, methods
 from devhost.smf.startd.config import Dependency, Style
 from devhost.smf.startd.instance import Instance
@@ -258,3 +258,21 @@ def test_socket_dir_under_tmp_must_be_private() -> None:
     finally:
         notify.remove(sock)
     assert not sock.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("file://localhost/etc/x", "/etc/x"),
+        ("file:///etc/x", "/etc/x"),
+        ("file:/etc/x", "/etc/x"),
+        ("file://otherhost/etc/x", None),  # libscf has no remote scopes
+        ("file://localhost", None),
+        ("file:etc/x", None),
+        ("svc:/etc/x", None),
+    ],
+)
+def test_file_fmri_path_is_read_as_libscf_does(text: str, path: str | None) -> None:
+    # One parser for the restarter's path dependencies, svcs -l/-x, svcadm and
+    # manifests' fmri values.
+    assert file_path(text) == path

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -240,6 +241,22 @@ def test_unknown_option_is_a_usage_error(cli: Cli) -> None:
 # --- -w ---------------------------------------------------------------------------------
 
 
+# nanosleep and clock_nanosleep, by machine (/proc/PID/syscall gives the number).
+_SLEEP_CALLS = {"x86_64": ("35", "230"), "aarch64": ("101", "115")}
+
+
+def _asleep(pid: int) -> bool:
+    """Whether the process is blocked in a sleep. svcprop -w sleeps only between its
+    looks at the repository, once it has read the group it waits on."""
+    try:
+        if "nanosleep" in Path(f"/proc/{pid}/wchan").read_text():
+            return True
+        call = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+    except (OSError, IndexError):
+        return False
+    return call in _SLEEP_CALLS.get(os.uname().machine, ())
+
+
 def test_w_waits_until_the_property_group_changes(cli: Cli) -> None:
     cli.restarter(DEMO, "offline", "online")
     waiter = subprocess.Popen(
@@ -249,7 +266,10 @@ def test_w_waits_until_the_property_group_changes(cli: Cli) -> None:
         text=True,
     )
     try:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while not _asleep(waiter.pid) and waiter.poll() is None:
+            assert time.monotonic() < deadline, "svcprop -w never began to wait"
+            time.sleep(0.01)
         assert waiter.poll() is None, "svcprop -w returned before any change"
         cli.restarter(DEMO, "online")
         out, err = waiter.communicate(timeout=10)

@@ -6,7 +6,9 @@ One daemon per state directory (an flock on `<state>/smf/startd.lock` makes
 sure). It logs to `<state>/smf/startd.log`, writes `<state>/smf/startd.pid` once
 it serves, listens for the svc* commands' nudges on `<state>/smf/startd.sock`
 (or a short path under /tmp when that one is too long: devhost.smf.notify), and
-reads the repository at least every second.
+reads the repository at least every second. After each pass over the instances it
+writes how many it has made to `<state>/smf/startd.passes` (`passes()`), so that a
+test can wait until the restarter has looked at what it changed.
 """
 
 from __future__ import annotations
@@ -42,6 +44,28 @@ def pid_file(state_dir: Path) -> Path:
 
 def log_file(state_dir: Path) -> Path:
     return smf_dir(state_dir) / "startd.log"
+
+
+def passes_file(state_dir: Path) -> Path:
+    return smf_dir(state_dir) / "startd.passes"
+
+
+def passes(state_dir: Path) -> int:
+    """How many passes over the instances the restarter of state_dir has finished,
+    counted on across restarts of the daemon. Once it has gone up by two since a
+    change, a whole pass that began after the change is done: the restarter has
+    acted on it (the methods it started may still run)."""
+    try:
+        return int(passes_file(state_dir).read_text())
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _count_pass(state_dir: Path, done: int) -> None:
+    path = passes_file(state_dir)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{done}\n")
+    os.replace(tmp, path)
 
 
 def _shutdown_request(state_dir: Path) -> Path:
@@ -196,7 +220,10 @@ def serve(state_dir: Path, ready_fd: int | None = None) -> int:
     if seed.seed(state_dir):
         log.info("seeded the standard services")
     sock = _listen(notify.socket_path(state_dir), restarter.wake, log)
+    done = passes(state_dir)
     restarter.tick()  # load every instance, adopting the contracts still running
+    done += 1
+    _count_pass(state_dir, done)
     pid_file(state_dir).write_text(f"{os.getpid()}\n")
     log.info("serving %s as pid %d", state_dir, os.getpid())
     _ready(ready_fd)
@@ -207,6 +234,8 @@ def serve(state_dir: Path, ready_fd: int | None = None) -> int:
             if restarter.stopping.is_set():
                 break
             restarter.tick()
+            done += 1
+            _count_pass(state_dir, done)
         _stop_everything(restarter, state_dir, log)
     finally:
         if sock is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from devhost.smf.fmri import Fmri, FmriError, parse
+from devhost.smf.fmri import Fmri, FmriError, file_path, parse
 from devhost.smf.startd.config import Dependency
 
 SATISFIED, UNSATISFIED, UNSATISFIABLE = 1, 0, -1
@@ -28,18 +28,6 @@ class GraphView(Protocol):
         """None when there is no such service."""
 
     def path_ready(self, path: str) -> bool: ...
-
-
-def file_path(entity: str) -> str | None:
-    """The path of a file: FMRI (file://localhost/p, file:///p, file:/p), else None."""
-    if not entity.startswith("file:"):
-        return None
-    rest = entity[len("file:") :]
-    if rest.startswith("//"):
-        rest = rest[2:]
-        slash = rest.find("/")
-        return rest[slash:] if slash >= 0 else None
-    return rest if rest.startswith("/") else None
 
 
 def service_entity(entity: str) -> Fmri | None:

@@ -17,11 +17,10 @@ from typing import Any
 import attrs
 
 from devhost import tools
-from devhost.smf.fmri import Fmri
+from devhost.smf.fmri import STARTD_FMRI, Fmri
 from devhost.smf.repository import Pgs
 from devhost.smf.startd.config import single, values
 
-RESTARTER_FMRI = "svc:/system/svc/restarter:default"
 DEFAULT_PATH = "/usr/sbin:/usr/bin"
 SHELL_METACHARS = ";&()|^<>\n \t\\\"'`"
 
@@ -174,7 +173,7 @@ def method_context(
     env: dict[str, str] = {
         "SMF_FMRI": str(fmri),
         "SMF_METHOD": method,
-        "SMF_RESTARTER": RESTARTER_FMRI,
+        "SMF_RESTARTER": STARTD_FMRI,
         "SMF_ZONENAME": "global",
         # illumos starts from PATH=/usr/sbin:/usr/bin; the devhost's tools come first
         # so that methods find the emulated svcadm, svcprop, kstat...

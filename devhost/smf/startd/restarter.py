@@ -23,7 +23,7 @@ import attrs
 
 from devhost.smf import repository
 from devhost.smf.contracts import ContractStore
-from devhost.smf.fmri import Fmri, FmriError, parse
+from devhost.smf.fmri import STARTD_FMRI, Fmri, FmriError, parse
 from devhost.smf.repository import Doc, Pgs, Repository
 from devhost.smf.startd import config, graph, instance
 from devhost.smf.startd.config import Style
@@ -47,7 +47,6 @@ from devhost.smf.startd.runner import (
     startd_view,
 )
 
-STARTD_FMRI = "svc:/system/svc/restarter:default"
 FAULT_THRESHOLD = 3
 NOT_RETRYABLE = (95, 96, 99, 100)  # FATAL, CONFIG, NOSMF, PERM
 WT_SVC_ERR_THROTTLE = 1.0
@@ -675,12 +674,17 @@ class Restarter:
             critical = config.method_props(view, "start").critical_events
         except (config.NoMethodGroup, config.NoExecProperty):
             critical = config.EV_CORE | config.EV_EMPTY | config.EV_SIGNAL | config.EV_HWERR
-        for path, kind, _pid, _sig in contract.events():
+        for path, kind, pid, sig in contract.events():
             path.unlink(missing_ok=True)
             event = config.EV_CORE if kind == "core" else config.EV_SIGNAL
             if event & critical:
                 self.stop_instance(inst, instance.CORE if kind == "core" else instance.SIGNAL)
                 return
+            # Only in the daemon's own log: svc.startd says nothing of it.
+            self.log.info(
+                "%s: %s event of pid %d (signal %d) in contract %d is not critical",
+                inst.fmri, kind, pid, sig, inst.primary_ctid,
+            )  # fmt: skip
         if contract.is_empty() and critical & config.EV_EMPTY:
             self.stop_instance(inst, instance.EXIT)
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from devhost.smf import repository
-from devhost.smf.fmri import Fmri, parse
+from devhost.smf.fmri import STARTD_FMRI, Fmri, parse
 from devhost.smf.repository import Doc, Repository
 from devhost.smf.startd.instance import timestamp
 
 STANDARD = (
-    "svc:/system/svc/restarter:default",
+    STARTD_FMRI,
     "svc:/milestone/devices:default",
     "svc:/milestone/single-user:default",
     "svc:/milestone/multi-user:default",

@@ -24,6 +24,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+from vmbundle.errors import VmbundleError
+
 # QEMU 0.14's option parser copies each value into a 1024-byte buffer and
 # silently cuts what does not fit (qemu-option.c, opts_do_parse).
 OLD_QEMU_MAX_VALUE_BYTES = 1023
@@ -33,7 +35,7 @@ _KEY_RE = re.compile(r"[a-z][a-z0-9_.-]*")
 Pair = tuple[str, str | int | None]
 
 
-class Unrepresentable(ValueError):
+class Unrepresentable(VmbundleError, ValueError):
     """A value QEMU's option syntax cannot carry; str() says why, for an operator."""
 
 

@@ -66,7 +66,9 @@ def check_document(
                 f"set name to {path.name!r} (vmbundle set {path} name={path.name})",
             )
         )
-    problems += check_bundle_files(cfg if disks_made else attrs.evolve(cfg, disks=()), path, settings)
+    problems += check_bundle_files(
+        cfg if disks_made else attrs.evolve(cfg, disks=()), path, settings
+    )
     if problems:
         raise ConfigError([p.line(label) for p in problems])
     return cfg

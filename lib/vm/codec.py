@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from vmbundle.errors import SMF_EXIT_ERR_CONFIG, VmbundleError
 from vmbundle.vm.fields import Invalid, ListOf, Obj, is_required, kind_of
 from vmbundle.vm.model import SCHEMA_VERSION, Cdrom, Disk, Nic, VmConfig
 
@@ -31,10 +32,18 @@ class Problem:
         return f"{guest}: {self.path}: {self.message}" if self.path else f"{guest}: {self.message}"
 
 
-class ConfigProblems(Exception):
+class ConfigProblems(VmbundleError):
+    """Problems of the file alone, each with its JSON path; callers that know the
+    guest turn them into a ConfigError of lines."""
+
+    exit_code = SMF_EXIT_ERR_CONFIG
+
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__(problems)
         self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join(p.line("vm.json") for p in self.problems)
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

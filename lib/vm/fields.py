@@ -13,11 +13,14 @@ from typing import Any, Protocol
 
 import attrs
 
+from vmbundle.errors import SMF_EXIT_ERR_CONFIG, VmbundleError
 from vmbundle.units import format_size, parse_size
 
 
-class Invalid(Exception):
+class Invalid(VmbundleError):
     """A value that does not fit its kind; the message says what fits."""
+
+    exit_code = SMF_EXIT_ERR_CONFIG
 
 
 class Kind(Protocol):

@@ -142,3 +142,13 @@ def make_cli(tmp_path: Path) -> Cli:
     state.mkdir()
     tools.install(state)
     return Cli(state)
+
+
+DEMO = "svc:/site/demo:default"
+
+
+def demo_cli(tmp_path: Path) -> Cli:
+    """The emulated tools with the demo service (manifests/demo.xml) imported."""
+    cli = make_cli(tmp_path)
+    cli.ok("svccfg", "import", str(MANIFESTS / "demo.xml"))
+    return cli

@@ -7,16 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from smfcli_support import MANIFESTS, Cli, make_cli
-
-DEMO = "svc:/site/demo:default"
+from smfcli_support import DEMO, Cli, demo_cli
 
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
-    host = make_cli(tmp_path)
-    host.ok("svccfg", "import", str(MANIFESTS / "demo.xml"))
-    return host
+    return demo_cli(tmp_path)
 
 
 def svc_props(cli: Cli, pg: str, fmri: str = "site/demo") -> dict[str, tuple[str, list[str]]]:

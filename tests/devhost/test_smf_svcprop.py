@@ -9,16 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from smfcli_support import MANIFESTS, Cli, bundle, make_cli, simple_service
-
-DEMO = "svc:/site/demo:default"
+from smfcli_support import DEMO, Cli, bundle, demo_cli, make_cli, simple_service
 
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
-    host = make_cli(tmp_path)
-    host.ok("svccfg", "import", str(MANIFESTS / "demo.xml"))
-    return host
+    return demo_cli(tmp_path)
 
 
 # --- output shapes ---------------------------------------------------------------------

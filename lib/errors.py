@@ -54,21 +54,22 @@ class ConfigError(VmbundleError):
 class ToolError(VmbundleError):
     """An outside tool (zfs, qemu-img, qemu, svc*) failed."""
 
-    def __init__(self, argv: Sequence[str], returncode: int | None, stderr: str) -> None:
+    def __init__(
+        self, argv: Sequence[str], returncode: int | None, stderr: str, guest: str | None = None
+    ) -> None:
         self.argv = tuple(argv)
         self.returncode = returncode
         self.stderr = stderr.strip()
+        self.guest = guest
         detail = self.stderr.splitlines()[-1] if self.stderr else f"exit status {returncode}"
-        super().__init__(f"{self.argv[0]}: {detail}")
+        line = f"{self.argv[0]}: {detail}"
+        super().__init__(f"{guest}: {line}" if guest else line)
 
     def about(self, guest: str) -> ToolError:
-        """The same failure, its line naming the guest it happened to."""
-        if str(self).startswith(f"{guest}: "):
+        """The same failure, of the same kind, its line naming the guest it happened to."""
+        if self.guest is not None:
             return self
-        named = type(self).__new__(type(self))
-        named.__dict__.update(self.__dict__)
-        named.args = (f"{guest}: {self}",)
-        return named
+        return type(self)(self.argv, self.returncode, self.stderr, guest)
 
 
 class ToolMissing(ToolError):
@@ -93,11 +94,15 @@ class HostFault(VmbundleError):
     refused permission exits 100 (SMF_EXIT_ERR_PERM: retrying cannot help);
     the rest exit 1, which SMF retries."""
 
-    def __init__(self, guest: str, exc: OSError) -> None:
+    def __init__(self, guest: str, exc: OSError, *, unchanged: bool = True) -> None:
+        """unchanged: the operation left everything as it was (the core's
+        operations do); False where that is not known."""
         self.errno = exc.errno
         where = f"{exc.filename}: " if exc.filename else ""
         cause = exc.strerror or str(exc)
-        super().__init__(f"{guest}: {where}{cause}; nothing was changed")
+        super().__init__(
+            f"{guest}: {where}{cause}" + ("; nothing was changed" if unchanged else "")
+        )
         if exc.errno in (errno.EACCES, errno.EPERM):
             self.exit_code = SMF_EXIT_ERR_PERM
 

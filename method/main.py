@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # A fault of the world (a full or read-only file system): one line, and
         # an exit SMF retries, or 100 for a refused permission.
-        fault = HostFault(smf.instance_name(fmri), exc)
+        fault = HostFault(smf.instance_name(fmri), exc, unchanged=False)
         say(str(fault))
         return fault.exit_code
 

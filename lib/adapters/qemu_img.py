@@ -7,12 +7,13 @@ relative to the path it was given.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,31 @@ def _run(argv: Sequence[str], timeout: float = 300.0) -> subprocess.CompletedPro
 def create(path: Path, fmt: str, size_bytes: int, *, binary: str = DEFAULT_BINARY) -> None:
     """Make a new empty image (a raw one is a sparse file).
 
-    qemu-img rounds the size up to a multiple of 512 bytes.
+    qemu-img rounds the size up to a multiple of 512 bytes. The file is made here
+    first, exclusively: qemu-img create truncates an existing file without asking,
+    and a disk is never worth that; and a directory that refuses the file (read
+    only, no permission) raises the OSError itself, with its errno, rather than
+    qemu-img's message. A failed create leaves no file behind.
     """
-    # qemu-img create truncates an existing file without asking; a disk is never
-    # worth that.
-    if os.path.lexists(path):
-        raise VmbundleError(f"{path}: already exists; not overwriting it")
-    _run([binary, "create", "-f", _format(fmt), _image(path), str(size_bytes)])
+    fmt = _format(fmt)
+    with _new_file(path):
+        _run([binary, "create", "-f", fmt, _image(path), str(size_bytes)])
+
+
+@contextlib.contextmanager
+def _new_file(path: Path) -> Iterator[None]:
+    """Make path, exclusively, for qemu-img to write in the with-block; take it
+    away again if the block fails."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        raise VmbundleError(f"{path}: already exists; not overwriting it") from None
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
 
 
 def info(path: Path, *, binary: str = DEFAULT_BINARY) -> ImageInfo:
@@ -147,8 +166,9 @@ def convert(
 ) -> None:
     """Copy src into a new image dst, calling progress with a rising percentage up to 100.
 
-    src may be any format qemu-img reads (an imported vmdk, say); dst is qcow2 or raw.
-    No timeout: copying a large disk takes as long as it takes.
+    src may be any format qemu-img reads (an imported vmdk, say); dst is qcow2 or raw,
+    and must not exist yet (_new_file). No timeout: copying a large disk takes as
+    long as it takes.
     """
     argv = [
         binary, "convert", "-p",
@@ -156,7 +176,7 @@ def convert(
         _image(src), _image(dst),
     ]  # fmt: skip
     # stderr goes to a file, so that reading stdout alone cannot deadlock.
-    with tempfile.TemporaryFile() as stderr_file:
+    with _new_file(dst), tempfile.TemporaryFile() as stderr_file:
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file

@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except OSError as exc:
         # A fault of the world the core did not name a guest for: still one line.
-        fault = HostFault("vmbundle", exc)
+        fault = HostFault("vmbundle", exc, unchanged=False)
         print(str(fault), file=sys.stderr)
         return fault.exit_code
     except KeyboardInterrupt:

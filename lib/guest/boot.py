@@ -19,12 +19,17 @@ from contextlib import ExitStack
 import attrs
 
 from vmbundle.adapters import qemu
-from vmbundle.errors import SMF_EXIT_ERR_FATAL, ConfigError, HostFault, VmbundleError
+from vmbundle.errors import (
+    SMF_EXIT_ERR_FATAL,
+    BundleBusy,
+    ConfigError,
+    HostFault,
+    VmbundleError,
+)
 from vmbundle.guest import boot_record, prepare
 from vmbundle.guest.boot_record import BootRecord
 from vmbundle.guest.prepare import Prepared
 from vmbundle.memory import admission
-from vmbundle.qemu import profile as qemu_profile
 from vmbundle.qemu import qmp
 from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle
@@ -82,7 +87,7 @@ def boot(
         record = BootRecord(
             bundle=str(prepared.bundle.path),
             config=attrs.evolve(cfg, boot_once=None),
-            profile=qemu_profile.probe(settings.qemu_binary, settings.run_dir).name,
+            profile=prepared.profile.name,
             qemu_pid=proc.pid,
             started=time.time(),
             fmri=fmri,
@@ -91,7 +96,6 @@ def boot(
         boot_record.write(prepared.run, record)
         forget_boot_once(settings, prepared.bundle, say)
         return Booted(prepared, proc, record), undo.pop_all()
-    raise AssertionError("unreachable")  # the with-block returns or raises
 
 
 def wait_running(proc: subprocess.Popen[bytes], prepared: Prepared, until: float) -> None:
@@ -139,5 +143,5 @@ def forget_boot_once(settings: HostSettings, b: Bundle, say: Say) -> None:
         return
     try:
         bundle.update(b.path, settings, _without_boot_once(b.config.boot_once), whole=False)
-    except (ConfigError, HostFault) as exc:
+    except (ConfigError, HostFault, BundleBusy) as exc:
         say(f"{b.name}: boot_once stays set in vm.json: {str(exc).splitlines()[0]}")

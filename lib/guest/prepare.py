@@ -19,6 +19,7 @@ from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.qemu import profile as qemu_profile
 from vmbundle.qemu.argv import ArgvFacts, build_argv
+from vmbundle.qemu.profile import Profile
 from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle as bundle_mod
 from vmbundle.vm.bundle import Bundle, Document
@@ -85,13 +86,20 @@ class Prepared:
     run: RunPaths
     display: int | None
     argv: tuple[str, ...]
+    profile: Profile
 
 
 def command_line(
-    b: Bundle, settings: HostSettings, display_number: int | None, run: RunPaths | None = None
+    b: Bundle,
+    settings: HostSettings,
+    display_number: int | None,
+    run: RunPaths | None = None,
+    profile: Profile | None = None,
 ) -> list[str]:
-    """The exact argv for b with the given display (pure apart from probing QEMU)."""
-    profile = qemu_profile.probe(settings.qemu_binary, settings.run_dir)
+    """The exact argv for b with the given display (pure apart from probing QEMU,
+    when the caller has not probed it already)."""
+    if profile is None:
+        profile = qemu_profile.probe(settings.qemu_binary, settings.run_dir)
     facts = ArgvFacts(
         binary=settings.qemu_binary,
         profile=profile,
@@ -154,11 +162,12 @@ def prepare(b: Bundle, settings: HostSettings) -> Prepared:
                 write_atomic(
                     run.vnc_password, b.config.vnc.password.encode(), mode=0o600, durable=False
                 )
-        argv = command_line(b, settings, number, run)
+        profile = qemu_profile.probe(settings.qemu_binary, settings.run_dir)
+        argv = command_line(b, settings, number, run, profile)
     except BaseException:
         finish(b.name, run, settings)
         raise
-    return Prepared(bundle=b, run=run, display=number, argv=tuple(argv))
+    return Prepared(bundle=b, run=run, display=number, argv=tuple(argv), profile=profile)
 
 
 def clear_run_dir(run: RunPaths) -> None:

@@ -14,7 +14,6 @@ from vmbundle.adapters import qemu_img
 from vmbundle.errors import GuestRunning, UsageError, VmbundleError, faults_of
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
-from vmbundle.ops.edit import next_device_id
 from vmbundle.qemu import profile as qemu_profile
 from vmbundle.qemu import qmp
 from vmbundle.settings import HostSettings
@@ -41,14 +40,6 @@ class DiskResized:
     size: int
     how: str
     """"live" (through QMP, the guest sees it at once), "offline", or "unchanged"."""
-
-
-def _claim(target: Path) -> None:
-    """Make sure a new file can be made at target (the name is free, the directory
-    writable), so a refusal is the file system's own one line; qemu-img makes it."""
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    os.close(fd)
-    os.unlink(target)
 
 
 def _image_made(
@@ -91,7 +82,7 @@ def add(
         b = bundle.load(path, settings)
         if running_pid(RunPaths.for_guest(settings.run_dir, name)) is not None:
             raise GuestRunning(f"{name}: running; stop it before adding a disk")
-        disk_id = next_device_id(b.config.device_ids(), "disk")
+        disk_id = b.config.free_device_id("disk")
         file = f"{disk_id}.{'qcow2' if fmt == 'qcow2' else 'img'}"
         target = b.disk_path(file)
         if os.path.lexists(target):
@@ -101,7 +92,6 @@ def add(
         new = Disk(id=disk_id, file=file, size=size or 1 << 20, format=fmt, bus=bus, cache=cache)
         # A bad --bus, --format or --cache is refused before any image is made.
         check_document(_with_disk(b, new), path, settings, disks_made=False)
-        _claim(target)
         try:
             made = _image_made(target, source, size, fmt, settings, progress)
             new = attrs.evolve(new, size=made)

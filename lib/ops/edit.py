@@ -6,7 +6,6 @@ and the rest shows as pending."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import attrs
@@ -20,6 +19,7 @@ from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle, codec
 from vmbundle.vm.bundle import Bundle, Document
 from vmbundle.vm.fields import Invalid
+from vmbundle.vm.model import Cdrom, VmConfig
 
 
 @attrs.frozen
@@ -31,15 +31,6 @@ class Edited:
     @property
     def name(self) -> str:
         return self.bundle.name
-
-
-def next_device_id(ids: list[str], prefix: str) -> str:
-    """The first free id like disk2 or cd1 (ids are shared by disks, CD-ROMs and NICs)."""
-    taken = set(ids)
-    n = 0
-    while f"{prefix}{n}" in taken:
-        n += 1
-    return f"{prefix}{n}"
 
 
 def refresh_if_running(settings: HostSettings, b: Bundle) -> str | None:
@@ -82,25 +73,17 @@ def set_keys(settings: HostSettings, guest: str, assignments: list[str]) -> Edit
     return _edited(settings, bundle.update(path, settings, change))
 
 
-def _cdroms(doc: Document) -> list[dict[str, object]]:
-    found = doc.get("cdroms")
-    return [cd for cd in found if isinstance(cd, dict)] if isinstance(found, list) else []
-
-
-def _device_ids(doc: Document) -> list[str]:
-    ids = []
-    for group in ("disks", "cdroms", "nics"):
-        items = doc.get(group)
-        if isinstance(items, list):
-            ids += [str(i.get("id")) for i in items if isinstance(i, dict)]
-    return ids
-
-
-def _drive(doc: Document, drive: str | None) -> dict[str, object] | None:
-    for cd in _cdroms(doc):
-        if drive is None or cd.get("id") == drive:
-            return cd
+def _find_cdrom(cfg: VmConfig, drive: str | None) -> int | None:
+    for i, cd in enumerate(cfg.cdroms):
+        if drive is None or cd.id == drive:
+            return i
     return None
+
+
+def _with_iso(cfg: VmConfig, index: int, iso: str | None) -> VmConfig:
+    cdroms = list(cfg.cdroms)
+    cdroms[index] = attrs.evolve(cdroms[index], iso=iso)
+    return attrs.evolve(cfg, cdroms=tuple(cdroms))
 
 
 def iso_attach(settings: HostSettings, guest: str, iso: str, drive: str | None) -> Edited:
@@ -111,31 +94,26 @@ def iso_attach(settings: HostSettings, guest: str, iso: str, drive: str | None) 
     if Path(value).is_relative_to(path):
         value = str(Path(value).relative_to(path))  # an ISO directory's file stays absolute
 
-    def change(doc: Document) -> Document:
-        doc = copy.deepcopy(doc)
-        cd = _drive(doc, drive)
-        if cd is not None:
-            cd["iso"] = value
-            return doc
-        if drive is not None and drive in _device_ids(doc):
+    def change(cfg: VmConfig) -> VmConfig:
+        index = _find_cdrom(cfg, drive)
+        if index is not None:
+            return _with_iso(cfg, index, value)
+        if drive is not None and drive in cfg.device_ids():
             raise UsageError(f"{path.name}: {drive} is not a CD-ROM drive")
-        new = {"id": drive or next_device_id(_device_ids(doc), "cd"), "iso": value}
-        doc["cdroms"] = [*_cdroms(doc), new]
-        return doc
+        new = Cdrom(id=drive or cfg.free_device_id("cd"), iso=value)
+        return attrs.evolve(cfg, cdroms=(*cfg.cdroms, new))
 
-    return _edited(settings, bundle.update(path, settings, change))
+    return _edited(settings, bundle.update_config(path, settings, change))
 
 
 def iso_detach(settings: HostSettings, guest: str, drive: str | None) -> Edited:
     """Take the ISO out of a CD-ROM drive (the first, or drive)."""
     path = bundle.locate(settings, guest)
 
-    def change(doc: Document) -> Document:
-        doc = copy.deepcopy(doc)
-        cd = _drive(doc, drive)
-        if cd is None:
+    def change(cfg: VmConfig) -> VmConfig:
+        index = _find_cdrom(cfg, drive)
+        if index is None:
             raise UsageError(f"{path.name}: no CD-ROM drive {drive or ''}".rstrip())
-        cd["iso"] = None
-        return doc
+        return _with_iso(cfg, index, None)
 
-    return _edited(settings, bundle.update(path, settings, change))
+    return _edited(settings, bundle.update_config(path, settings, change))

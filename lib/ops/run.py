@@ -10,9 +10,9 @@ from collections.abc import Callable
 from vmbundle.errors import VmbundleError
 from vmbundle.guest import boot
 from vmbundle.guest.boot import Booted
+from vmbundle.ops import inspect
 from vmbundle.qemu import qmp
 from vmbundle.settings import HostSettings
-from vmbundle.vm import bundle
 
 Say = Callable[[str], None]
 
@@ -40,7 +40,7 @@ def _wait_powered_off(booted: Booted, say: Say) -> int:
 def run_foreground(settings: HostSettings, guest: str, say: Say) -> int:
     """Boot the guest, say where it is, wait until it powers off, give everything
     back; QEMU's exit status."""
-    b = bundle.load(bundle.locate(settings, guest), settings)
+    b = inspect.load(settings, guest)
     booted, undo = boot.boot(settings, b, say)
     with undo:
         prepared = booted.prepared

@@ -76,7 +76,7 @@ def read_document(path: Path) -> dict[str, object]:
     try:
         doc: dict[str, object] = codec.parse_json(data)
     except ConfigProblems as exc:
-        raise ConfigError([p.line(path.name) for p in exc.problems]) from None
+        raise exc.of_guest(path.name) from None
     return doc
 
 
@@ -108,12 +108,21 @@ def update(
     name = path.name
     with locks.bundle(settings.run_dir, name), faults_of(name):
         doc = change(read_document(path))
-        if whole:
-            cfg = check_document(doc, path, settings)
-        else:
-            try:
-                cfg = codec.structure(doc)
-            except ConfigProblems as exc:
-                raise ConfigError([p.line(name) for p in exc.problems]) from None
+        cfg = check_document(doc, path, settings) if whole else structure(doc, name)
         save(path, cfg)
     return Bundle(path, cfg)
+
+
+def structure(doc: Document, guest: str) -> VmConfig:
+    """The config in doc, checked as a file only; ConfigError naming the guest."""
+    try:
+        return codec.structure(doc)
+    except ConfigProblems as exc:
+        raise exc.of_guest(guest) from None
+
+
+def update_config(
+    path: Path, settings: HostSettings, change: Callable[[VmConfig], VmConfig]
+) -> Bundle:
+    """update() for a change of a config that must be valid as a file to begin with."""
+    return update(path, settings, lambda doc: codec.unstructure(change(structure(doc, path.name))))

@@ -56,7 +56,7 @@ def check_document(
     try:
         cfg = codec.structure(doc)
     except ConfigProblems as exc:
-        raise ConfigError([p.line(label) for p in exc.problems]) from None
+        raise exc.of_guest(label) from None
     problems = check_host_means(cfg, means or HostMeans.of_this_host())
     if cfg.name != path.name:
         problems.append(

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from vmbundle.errors import SMF_EXIT_ERR_CONFIG, VmbundleError
+from vmbundle.errors import SMF_EXIT_ERR_CONFIG, ConfigError, VmbundleError
 from vmbundle.vm.fields import Invalid, ListOf, Obj, is_required, kind_of
 from vmbundle.vm.model import SCHEMA_VERSION, Cdrom, Disk, Nic, VmConfig
 
@@ -44,6 +44,10 @@ class ConfigProblems(VmbundleError):
 
     def __str__(self) -> str:
         return "\n".join(p.line("vm.json") for p in self.problems)
+
+    def of_guest(self, guest: str) -> ConfigError:
+        """The same problems as a ConfigError whose lines name the guest."""
+        return ConfigError([p.line(guest) for p in self.problems])
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

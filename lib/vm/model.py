@@ -189,3 +189,11 @@ class VmConfig:
 
     def device_ids(self) -> list[str]:
         return [d.id for d in self.disks] + [c.id for c in self.cdroms] + [n.id for n in self.nics]
+
+    def free_device_id(self, prefix: str) -> str:
+        """The first free id like disk2 or cd1 (ids are shared by disks, CD-ROMs and NICs)."""
+        taken = set(self.device_ids())
+        n = 0
+        while f"{prefix}{n}" in taken:
+            n += 1
+        return f"{prefix}{n}"

@@ -149,7 +149,8 @@ def test_refresh_takes_the_running_snapshot_the_methods_read(smf_host: SmfHost) 
     smf_host.wait_state(FMRI, "online")
     smf_host.setprop(FMRI, "config", "word", "astring", ["new"])
     smf_host.svcadm("refresh", FMRI)
-    smf_host.wait_for("the refresh method", out.exists)
+    # The shell creates the file before echo writes to it: wait for the line.
+    smf_host.wait_for("the refresh method", lambda: out.exists() and out.read_text().endswith("\n"))
     assert out.read_text() == "new\n"
 
 

@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CONSOLE_SCRIPTS = {"vmbundle", "vmbundle-method"}  # and vmbundle-controller once it exists
+CONSOLE_SCRIPTS = {"vmbundle", "vmbundle-method", "vmbundle-controller"}
 MUST_CONTAIN = ["vmbundle/__init__.py", "vmbundle/method/main.py", "vmbundle/manifests/vm.xml"]
 
 

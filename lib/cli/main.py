@@ -31,6 +31,9 @@ _COMMANDS = {
     "status": ("listing", "cmd_status"),
     "smf": ("smf", "cmd_smf"),
     "memory": ("memory", "cmd_memory"),
+    "screenshot": ("controller", "cmd_screenshot"),
+    "qmp": ("controller", "cmd_qmp"),
+    "events": ("controller", "cmd_events"),
 }
 
 
@@ -171,6 +174,19 @@ def _parser() -> argparse.ArgumentParser:
     mm.add_argument("--size", help="what a guest with this much RAM would do, like 4G")
     mm.add_argument("--vcpus", type=int, default=1, help="its vCPUs (with --size)")
     mm.add_argument("--json", action="store_true")
+
+    # These three ask the running controller, which holds the guests' QMP sessions.
+    sc = sub.add_parser("screenshot", help="save a running guest's screen as PNG")
+    sc.add_argument("guest")
+    sc.add_argument("-o", "--output", required=True, help="the PNG file to write, or - for stdout")
+    sc.add_argument("--width", type=int, help="downscale to this many pixels wide")
+    qm = sub.add_parser("qmp", help="one QMP command through the controller's session")
+    qm.add_argument("guest")
+    qm.add_argument("command", help="a QMP command, like query-status")
+    qm.add_argument("arguments", nargs="?", help="its arguments, a JSON object")
+    qm.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+    ev = sub.add_parser("events", help="follow the controller's events, one JSON line each")
+    ev.add_argument("guest", nargs="?", help="only this guest's")
 
     sm = sub.add_parser("smf", help="the SMF manifests")
     smsub = sm.add_subparsers(dest="smf_command", required=True, metavar="install")

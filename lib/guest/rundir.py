@@ -56,6 +56,12 @@ class RunPaths:
         return self.dir / "vnc-password"
 
     @property
+    def stopping(self) -> Path:
+        """Made by the stop method before it presses the power button, so the
+        controller tells a stop SMF asked for from a guest powering itself off."""
+        return self.dir / "stopping"
+
+    @property
     def state(self) -> Path:
         return self.dir / "state.json"
 

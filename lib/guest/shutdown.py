@@ -50,6 +50,8 @@ def stop(run: RunPaths, stop_timeout: int, say: Say) -> str:
     pid = running_pid(run)
     if pid is None:
         return "not running"
+    with contextlib.suppress(OSError):
+        run.stopping.touch()
     if not _powered_off(run, pid):
         try:
             qmp.execute(run, "system_powerdown", timeout=10.0)

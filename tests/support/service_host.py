@@ -19,9 +19,12 @@ import attrs
 from support.devhost import devhost, tear_down
 from support.guest import test_guest_iso
 from support.host import VMBUNDLE
+from vmbundle.adapters import controller_api
+from vmbundle.errors import VmbundleError
 from vmbundle.guest import boot_record
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.qemu import qmp
+from vmbundle.service.controller import ControllerPaths, nudge
 
 VM = "svc:/system/vmbundle/vm"
 
@@ -88,6 +91,45 @@ class ServiceHost:
 
     def qmp(self, name: str, command: str, arguments: dict[str, Any] | None = None) -> Any:
         return qmp.execute(self.guest_run(name), command, arguments)
+
+    # -- the controller, which `smf install` imports enabled ------------------------
+
+    @property
+    def api(self) -> Path:
+        return ControllerPaths.under(self.run_dir).api_socket
+
+    def controller(self, target: str = "/") -> Any:
+        return controller_api.get_json(self.api, target, timeout=30)
+
+    def wait_controller(self, timeout: float = 60) -> dict[str, Any]:
+        """What the controller says of itself, once it answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                about: dict[str, Any] = self.controller()
+                return about
+            except VmbundleError:
+                assert time.monotonic() < deadline, "the controller never answered"
+                time.sleep(0.1)
+
+    def passes(self, count: int = 2) -> None:
+        """Wait until the controller has made `count` whole passes from now; each is
+        asked for with a nudge, as the methods give one."""
+        first = self.controller()["passes"]
+        deadline = time.monotonic() + 60
+        while self.controller()["passes"] < first + count + 1:
+            assert time.monotonic() < deadline, "the controller made no passes"
+            nudge(self.run_dir, "test")
+            time.sleep(0.1)
+
+    def dataset(self, path: Path) -> str:
+        """The ZFS dataset mounted at path."""
+        out = self.run("zfs", "list", "-H", "-o", "name,mountpoint", "-t", "filesystem").stdout
+        for line in out.splitlines():
+            name, _, mountpoint = line.partition("\t")
+            if mountpoint == str(path):
+                return name
+        raise AssertionError(f"no dataset is mounted at {path}")
 
     def create(self, name: str, *options: str) -> Path:
         """A bundle in the devhost's pool, imported as a disabled instance."""

@@ -8,7 +8,9 @@ answers "dataset is busy" to it).
 from __future__ import annotations
 
 import os
+import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -105,3 +107,96 @@ def available(*, binary: str = DEFAULT_BINARY) -> bool:
     except ToolError:
         return False
     return True
+
+
+# What an unfinished receive looks like, as far as `zfs list` can tell.
+#
+# Seen on zfs-fuse 0.7.0 (pool version 23), with `zfs send POOL/vms/src@s1 | head -c
+# 4000000` into `zfs recv POOL/vms/cut1` (an 8 MB stream, the pipe held open for a
+# few seconds after the cut): while the stream flows, `zfs list -t all -r` shows
+# POOL/vms/cut1 with mounted=no and no directory at its mountpoint; once the stream
+# breaks ("invalid backup stream") the dataset is gone again. An incremental
+# receive (`zfs send -i s1 src@s2 | head -c ... | zfs recv -F POOL/vms/copy`) keeps
+# the old contents mounted and unchanged throughout, lists no `%recv` child
+# (`zfs list POOL/vms/copy/%recv`: "dataset does not exist"), and after the cut
+# the dataset is as it was at @s1. zfs-fuse has neither `zfs recv -s` ("invalid
+# option 's'") nor the properties receive_resume_token and inconsistent ("bad
+# property list: invalid property 'receive_resume_token'").
+#
+# illumos has both (illumos-gate 9c3fd1216f, zfs(8) receive -s): an interrupted
+# `zfs receive -s` leaves the new dataset, or for an incremental stream the target,
+# with a receive_resume_token other than "-"; the partial state of an incremental
+# one is the hidden child TARGET/%recv, which `zfs list` does not show (names with
+# % are hidden), so its token on the target is what tells. The columns a `zfs`
+# lacks are learned from its answer and then left out.
+RECEIVE_COLUMNS = ("receive_resume_token", "inconsistent")
+_lacking: dict[str, set[str]] = {}  # zfs binary -> the RECEIVE_COLUMNS it refused
+_INVALID_PROPERTY = re.compile(r"invalid property '([^']+)'")
+
+
+@attrs.frozen
+class Filesystem:
+    name: str
+    mountpoint: Path | None  # None for mountpoint=legacy or none
+    mounted: bool
+    resume_token: str | None  # an interrupted `zfs receive -s`; None when there is none
+    inconsistent: bool  # partly received (where zfs shows the property)
+    receiving_child: bool  # a NAME/%recv child was listed (a zfs that shows hidden ones)
+
+    @property
+    def receive_unfinished(self) -> bool:
+        return self.resume_token is not None or self.inconsistent or self.receiving_child
+
+
+def filesystems_under(datasets: Sequence[str], *, binary: str = DEFAULT_BINARY) -> list[Filesystem]:
+    """Every filesystem in the given datasets, themselves included, with its mount and
+    receive state, in one `zfs list -r` (two or three the first time, while learning
+    which receive columns this zfs knows). Each filesystem once, in zfs's order."""
+    if not datasets:
+        return []
+    names = [_checked_name(d) for d in datasets]
+    while True:
+        extra = [c for c in RECEIVE_COLUMNS if c not in _lacking.setdefault(binary, set())]
+        columns = ["name", "mounted", *extra, "mountpoint"]
+        argv = [binary, "list", "-H", "-r", "-t", "filesystem", "-o", ",".join(columns), *names]
+        try:
+            out = _run(argv)
+        except ToolError as exc:
+            refused = _INVALID_PROPERTY.search(exc.stderr)
+            if refused is None or refused.group(1) not in extra:
+                raise
+            _lacking[binary].add(refused.group(1))
+            continue
+        return _parse_filesystems(argv, out, extra)
+
+
+def _parse_filesystems(argv: list[str], out: str, extra: list[str]) -> list[Filesystem]:
+    rows: dict[str, dict[str, str]] = {}
+    for line in out.splitlines():
+        # The mountpoint goes last: the one column that can hold a tab.
+        fields = line.split("\t", len(extra) + 2)
+        if len(fields) != len(extra) + 3 or not fields[0]:
+            raise ToolError(argv, 0, f"unexpected line in zfs list output: {line!r}")
+        name, mounted, *values, mountpoint = fields
+        rows.setdefault(
+            name,
+            {"mounted": mounted, "mountpoint": mountpoint, **dict(zip(extra, values, strict=True))},
+        )
+    hidden_children = {n.rpartition("/")[0] for n in rows if n.endswith("/%recv")}
+    found = []
+    for name, row in rows.items():
+        if "%" in name:
+            continue
+        token = row.get("receive_resume_token", "-")
+        mountpoint = row["mountpoint"]
+        found.append(
+            Filesystem(
+                name=name,
+                mountpoint=None if mountpoint in _NOT_MOUNTED else Path(mountpoint),
+                mounted=row["mounted"] == "yes",
+                resume_token=None if token in ("-", "") else token,
+                inconsistent=row.get("inconsistent", "-") not in ("-", "0", "off", "no"),
+                receiving_child=name in hidden_children,
+            )
+        )
+    return found

@@ -39,7 +39,33 @@ def table(lines: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def cmd_problems(args: argparse.Namespace) -> int:
+    """A report, so it exits 0 whatever it finds; a failure to look exits 1."""
+    from vmbundle.adapters import smf
+    from vmbundle.errors import ToolMissing
+    from vmbundle.ops import arrivals
+
+    try:
+        instances = smf.bundle_paths()
+    except ToolMissing:
+        instances = {}  # no SMF here, so no instance can point at a bundle
+    seen = arrivals.survey(host_settings(args), instances)
+    for root in seen.roots:
+        if not root.available:
+            say(f"vmbundle: bundle root {root.spec}: not available (not mounted, or missing)")
+    found = [a for a in seen.arrivals if a.verdict in arrivals.PROBLEMS]
+    if args.json:
+        print(json.dumps([a.to_json() for a in found], indent=2))
+    elif found:
+        print("\n".join(line for a in found for line in a.lines))
+    else:
+        print("no problems")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.problems:
+        return cmd_problems(args)
     found = status.rows(host_settings(args), say)
     if args.json:
         print(json.dumps([r.to_json() for r in found], indent=2))

@@ -161,6 +161,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--wait", action="store_true", help="wait until it is online or disabled")
     ls = sub.add_parser("list", help="every guest: SMF state, display, RAM, vCPUs, bundle")
     ls.add_argument("--json", action="store_true")
+    ls.add_argument(
+        "--problems",
+        action="store_true",
+        help="only the bundles in the roots that cannot be imported now, and why",
+    )
     stt = sub.add_parser(
         "status", help="a guest's SMF state and reason, run state, display, pending changes"
     )

@@ -156,14 +156,15 @@ class GuestSession:
                 history.clear()
             self.events_seen += 1
             name = str(message.get("event"))
-            data = message.get("data") or {}
+            found = message.get("data")
+            data: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
             if name in ("STOP", "SHUTDOWN", "GUEST_PANICKED"):
                 self.run_state = None  # asked again when someone needs it
             if name == "RESUME":
                 self.run_state = "running"
             self._bus.counts[f"qmp:{name}"] += 1
             if name in NOTABLE:
-                self._bus.publish("qmp", self.name, qmp_event=name, data=dict(data))
+                self._bus.publish("qmp", self.name, qmp_event=name, data=data)
             reaction = policy.on_event(self.record.config, name, data)
             # The stop method powered it off: that stop is SMF's, not the guest's.
             if reaction is not None and not self.run.stopping.exists():

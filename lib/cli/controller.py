@@ -37,7 +37,7 @@ def cmd_qmp(args: argparse.Namespace) -> int:
             arguments = json.loads(args.arguments)
         except ValueError as exc:
             raise UsageError(f"{args.guest}: QMP arguments are not JSON: {exc}") from None
-    result = remote.qmp(host_settings(args), args.guest, args.command, arguments, args.timeout)
+    result = remote.qmp(host_settings(args), args.guest, args.qmp_command, arguments, args.timeout)
     print(json.dumps(result, indent=2))
     return 0
 

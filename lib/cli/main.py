@@ -187,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--width", type=int, help="downscale to this many pixels wide")
     qm = sub.add_parser("qmp", help="one QMP command through the controller's session")
     qm.add_argument("guest")
-    qm.add_argument("command", help="a QMP command, like query-status")
+    qm.add_argument("qmp_command", metavar="command", help="a QMP command, like query-status")
     qm.add_argument("arguments", nargs="?", help="its arguments, a JSON object")
     qm.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     ev = sub.add_parser("events", help="follow the controller's events, one JSON line each")

@@ -6,6 +6,7 @@ do the work, so a guest started here is the same as one started with svcadm.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import attrs
@@ -85,12 +86,21 @@ def autostart(fmri: str) -> bool:
     return cfg is not None and cfg.autostart
 
 
-def refuse_imported(name: str) -> None:
-    """Refuse a name that already has an instance, naming the bundle it points at."""
+def _points_at(fmri: str, path: Path) -> bool:
+    where = smf.get_property(fmri, smf.BUNDLE_PROPERTY)
+    return bool(where) and os.path.realpath(str(where)) == os.path.realpath(path)
+
+
+def refuse_imported(name: str, path: Path | None = None) -> Imported | None:
+    """Refuse a name that already has an instance, naming the bundle it points at;
+    an instance of this very bundle (path) is the import done already, by the
+    controller say, and is returned."""
     found = state.find(name)
     if found is None:
-        return
+        return None
     where = smf.get_property(found.fmri, smf.BUNDLE_PROPERTY) or "no bundle set"
+    if path is not None and os.path.realpath(where) == os.path.realpath(path):
+        return Imported(name, found.fmri, where, found.state)
     raise NameTaken(
         f"{name}: already imported as {found.fmri} ({where}); "
         f"to import another bundle under this name, forget it first: vmbundle forget {name}"
@@ -103,6 +113,10 @@ def add_instance(b: Bundle) -> Imported:
     try:
         smf.add_instance(b.name, str(b.path))
     except ToolError as exc:
+        if isinstance(exc, smf.AlreadyExists) and _points_at(fmri, b.path):
+            # Made in the meantime for this same bundle (the controller and the
+            # CLI both import): the import is done.
+            return Imported(b.name, fmri, str(b.path), state.settled_state(fmri))
         # svccfg stops at the first failing line, which may leave a half-made
         # instance; never remove one someone else made in the meantime.
         if not isinstance(exc, smf.AlreadyExists) and state.find(b.name) is not None:
@@ -119,7 +133,9 @@ def add_instance(b: Bundle) -> Imported:
 def import_bundle(settings: HostSettings, guest: str) -> Imported:
     """Make the SMF instance of a bundle in the roots (or at a path), disabled."""
     path = bundle.locate(settings, guest)
-    refuse_imported(path.name)
+    done = refuse_imported(path.name, path)
+    if done is not None:
+        return done
     # Fully checked (disks too): a bad bundle never becomes an instance.
     return add_instance(bundle.load(path, settings))
 

@@ -119,3 +119,56 @@ def test_a_missing_binary_is_not_available(tmp_path: Path) -> None:
     assert not zfs.available(binary=str(tmp_path / "zfs"))
     with pytest.raises(ToolError, match="command not found"):
         zfs.list_filesystems(binary=str(tmp_path / "zfs"))
+
+
+def test_filesystems_under_lists_mounts_and_receive_state(zfs_pool: Pool, child: str) -> None:
+    zfs.create(child)
+    subprocess.run(["zfs", "create", f"{child}/up"], check=True)
+    subprocess.run(["zfs", "create", f"{child}/down"], check=True)
+    subprocess.run(["zfs", "create", "-o", "mountpoint=none", f"{child}/none"], check=True)
+    subprocess.run(["zfs", "snapshot", f"{child}/up@s1"], check=True)
+    subprocess.run(["zfs", "umount", f"{child}/down"], check=True)
+    try:
+        path = zfs_pool.mountpoint / child.split("/")[-1]
+        # A dataset named twice (itself, and under its parent) is listed once.
+        found = zfs.filesystems_under([child, f"{child}/up"])
+
+        def fs(name: str, mountpoint: Path | None, mounted: bool) -> zfs.Filesystem:
+            return zfs.Filesystem(name, mountpoint, mounted, None, False, False)
+
+        assert sorted(found, key=lambda f: f.name) == [
+            fs(child, path, True),
+            fs(f"{child}/down", path / "down", False),
+            fs(f"{child}/none", None, False),
+            fs(f"{child}/up", path / "up", True),
+        ]
+        assert not any(f.receive_unfinished for f in found)
+        # zfs-fuse knows neither column; it was asked once and is not asked again.
+        assert zfs._lacking["zfs"] == set(zfs.RECEIVE_COLUMNS)
+    finally:
+        zfs.destroy(child, recursive=True)
+
+
+def test_filesystems_under_a_missing_dataset_fails(child: str) -> None:
+    with pytest.raises(ToolError, match="dataset does not exist"):
+        zfs.filesystems_under([child])
+    assert zfs.filesystems_under([]) == []
+    with pytest.raises(VmbundleError, match="not a ZFS dataset name"):
+        zfs.filesystems_under(["-r"])
+
+
+def test_the_receive_columns_of_an_illumos_zfs_are_read() -> None:
+    # What an illumos `zfs list -o name,mounted,receive_resume_token,inconsistent,
+    # mountpoint` prints after an interrupted `zfs receive -s` (no zfs-fuse here).
+    out = (
+        "tank/vms\tyes\t-\t0\t/tank/vms\n"
+        "tank/vms/new\tno\t1-e604ea4bf-e0-789c63a2\t1\t/tank/vms/new\n"
+        "tank/vms/old\tyes\t-\t0\t/tank/vms/old\n"
+        "tank/vms/old/%recv\tno\t-\t1\t/tank/vms/old/%recv\n"
+    )
+    found = zfs._parse_filesystems(["zfs"], out, list(zfs.RECEIVE_COLUMNS))
+    assert [(f.name, f.resume_token, f.inconsistent, f.receive_unfinished) for f in found] == [
+        ("tank/vms", None, False, False),
+        ("tank/vms/new", "1-e604ea4bf-e0-789c63a2", True, True),
+        ("tank/vms/old", None, False, True),
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -124,10 +125,18 @@ def test_a_broken_bundle_is_not_imported(env: Env) -> None:
     assert env.instances() == []
 
 
-def test_a_second_import_is_refused_naming_the_first_bundle(env: Env) -> None:
+def test_a_second_import_of_a_name_is_refused_naming_the_first_bundle(
+    env: Env, tmp_path: Path
+) -> None:
     web01 = env.create("web01")
     env.vmbundle("import", "web01")
-    proc = env.vmbundle("import", "web01", check=False)
+    # The same bundle again is the import done already (the controller may have
+    # made it first): said, and nothing changes.
+    again = env.vmbundle("import", "web01")
+    assert again.stdout.startswith(f"web01: imported as {VM}:web01 (disabled)")
+    other = tmp_path / "elsewhere" / "web01"
+    shutil.copytree(web01, other)
+    proc = env.vmbundle("import", str(other), check=False)
     assert proc.returncode == 1
     assert proc.stderr == (
         f"web01: already imported as {VM}:web01 ({web01}); to import another bundle under "

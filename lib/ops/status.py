@@ -133,6 +133,14 @@ def started(when: float) -> str:
     return datetime.fromtimestamp(when).astimezone().isoformat(sep=" ", timespec="seconds")
 
 
+def _panicked(name: str, record: BootRecord | None) -> str:
+    """A guest QEMU holds paused after a panic: the controller left it so."""
+    why = "the guest panicked; QEMU holds it paused"
+    if record is not None and record.config.on_crash == "preserve":
+        why += " for inspection (on_crash=preserve)"
+    return f"{why}; to boot it again: vmbundle restart {name}"
+
+
 def _of_instance(settings: HostSettings, inst: Instance) -> dict[str, Any]:
     run = RunPaths.for_guest(settings.run_dir, inst.name)
     pid = qemu_pid(run)
@@ -146,7 +154,9 @@ def _of_instance(settings: HostSettings, inst: Instance) -> dict[str, Any]:
         "fmri": inst.fmri,
         "state": inst.state,
         "next_state": None if inst.next_state == "-" else inst.next_state,
-        "reason": None if settled_up else state.why(inst.fmri),
+        "reason": _panicked(inst.name, record)
+        if now == "guest-panicked"
+        else (None if settled_up else state.why(inst.fmri)),
         "qemu_pid": pid,
         "run_state": now,
         "qmp_error": qmp_error,

@@ -26,7 +26,8 @@ modern (QEMU 7.0 and later)
   VNC: a private server on a UNIX socket for the web console (id=web, no
   password: the console authenticates its own users) and, with a display, the
   desktop server on TCP 5900+N (id=display) with the guest's password, which
-  QEMU reads from the run directory.
+  QEMU reads from the run directory. A pvpanic device, so that a guest kernel's
+  panic is an event (GUEST_PANICKED) and a run state, not a guest that only hangs.
 
 illumos-kvm (the illumos KVM fork, QEMU 0.14.1, driven as SmartOS VM.js does)
   `-drive if=virtio|ide,index=N` (the fork makes the devices), `-boot order=`,
@@ -316,6 +317,9 @@ def _modern(out: _Argv, cfg: VmConfig, facts: ArgvFacts, ranks: dict[str, int]) 
     _monitors_and_serial(out, run)
     # A display device, so that QMP screendump has a console to read.
     out.add("-vga", "std")
+    if out.profile.pvpanic:
+        # ISA (ACPI QEMU0001), so it is the same device on pc and q35.
+        out.opt("-device", "pvpanic", ("id", "pvpanic"))
     # An absolute pointer, so the VNC cursor and the guest's agree.
     out.add("-usb")
     out.opt("-device", "usb-tablet", ("id", "tablet"))

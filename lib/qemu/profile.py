@@ -48,6 +48,13 @@ class Profile:
     version: tuple[int, int, int]
 
     @property
+    def pvpanic(self) -> bool:
+        """Whether this QEMU has the ISA pvpanic device, through which a guest's kernel
+        reports its panic (GUEST_PANICKED) instead of hanging unseen: QEMU 1.5 and later,
+        so not the 0.14 fork."""
+        return self.version >= (1, 5, 0)
+
+    @property
     def version_text(self) -> str:
         return ".".join(str(n) for n in self.version)
 

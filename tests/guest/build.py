@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Build the vmbundle test guest: a small bootable x86 ISO (isolinux, a Debian kernel and
 a busybox initramfs) that reports its disks and NICs on the serial console, paints a
-banner on the VGA console and powers off on the ACPI power button. See tests/guest/init
-for what the guest does and the exact serial line formats.
+banner on the VGA console, powers off on the ACPI power button and takes commands
+(poweroff, panic, reboot) on the serial console. See tests/guest/init for what the guest
+does, its commands and the exact serial line formats.
 
     python3 tests/guest/build.py [--refresh] [--force] [--quiet]
 
@@ -60,6 +61,7 @@ MODULES: tuple[str, ...] = (
     "virtio_net",
     "button",
     "evdev",
+    "pvpanic_mmio",  # QEMU's ISA pvpanic (ACPI QEMU0001): tells QEMU of a panic
 )
 
 ISOLINUX_BIN = Path("/usr/lib/ISOLINUX/isolinux.bin")

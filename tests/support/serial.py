@@ -61,5 +61,10 @@ class SerialLog:
                     )
                 self._cond.wait(left)
 
+    def send(self, line: str) -> None:
+        """Write line and a newline to the guest's serial console (the test guest takes
+        commands this way: see tests/guest/init)."""
+        self._sock.sendall(line.encode() + b"\n")
+
     def close(self) -> None:
         self._sock.close()

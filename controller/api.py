@@ -210,8 +210,11 @@ async def events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     # A first line at once, so a client knows the stream is live.
     await response.write(json.dumps({"kind": "hello", "passes": ctl.passes}).encode() + b"\n")
-    async for event in ctl.bus.stream(guest_name):
-        await response.write(json.dumps(event).encode() + b"\n")
+    try:
+        async for event in ctl.bus.stream(guest_name):
+            await response.write(json.dumps(event).encode() + b"\n")
+    except ConnectionResetError:  # aiohttp's "Cannot write to closing transport"
+        pass  # the reader went away: its stream ends here
     return response
 
 

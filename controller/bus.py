@@ -18,8 +18,9 @@ QUEUE_LIMIT = 1000
 
 class EventBus:
     def __init__(self) -> None:
-        self._queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._queues: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self.counts: collections.Counter[str] = collections.Counter()
+        self.closed = False
 
     def publish(self, kind: str, guest: str | None = None, **fields: Any) -> None:
         self.counts[kind] += 1
@@ -29,9 +30,17 @@ class EventBus:
                 q.get_nowait()
             q.put_nowait(event)
 
+    def close(self) -> None:
+        """End every stream (the controller stops), so no reader holds it up."""
+        self.closed = True
+        for q in self._queues:
+            if q.full():
+                q.get_nowait()
+            q.put_nowait(None)
+
     @contextmanager
-    def subscribe(self) -> Iterator[asyncio.Queue[dict[str, Any]]]:
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
+    def subscribe(self) -> Iterator[asyncio.Queue[dict[str, Any] | None]]:
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_LIMIT)
         self._queues.add(q)
         try:
             yield q
@@ -40,7 +49,9 @@ class EventBus:
 
     async def stream(self, guest: str | None = None) -> AsyncIterator[dict[str, Any]]:
         with self.subscribe() as q:
-            while True:
+            while not self.closed:
                 event = await q.get()
+                if event is None:
+                    return
                 if guest is None or event.get("guest") == guest:
                     yield event

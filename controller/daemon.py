@@ -32,8 +32,10 @@ from vmbundle.service.controller import ControllerPaths
 from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle
 
-# How often SMF is looked at without a nudge, and how often everything is.
-PASS_SECONDS = 10.0
+# How often SMF is looked at without a nudge, and how often everything is. Each
+# method nudges when it ends, a watched directory and a QMP event wake the loop
+# too, so this pass is the safety net, and each costs one `svcs`.
+PASS_SECONDS = 30.0
 FULL_SCAN_SECONDS = 60.0
 # Events come in bursts (a receive writes many files): one pass for a burst.
 DEBOUNCE_SECONDS = 0.05
@@ -186,7 +188,7 @@ class Controller:
 
         def work() -> lifecycle.Imported:
             # Checked again, whole, right before: the survey may be seconds old.
-            return lifecycle.add_instance(bundle.load(action.path, self.settings))
+            return lifecycle.add_instance(bundle.load(action.path, self.settings), settle=False)
 
         try:
             done = await asyncio.to_thread(work)
@@ -214,7 +216,7 @@ class Controller:
         self.bus.publish("policy", s.name, action=reaction.action, why=reaction.why)
         try:
             if reaction.action == policy.DISABLE:
-                await asyncio.to_thread(lifecycle.stop, s.name, wait=False)
+                await asyncio.to_thread(lifecycle.disable, s.fmri)
             elif reaction.action == policy.RESTART:
                 await asyncio.to_thread(lifecycle.restart, s.name, wait=False)
             elif reaction.action == policy.RESET:

@@ -63,7 +63,11 @@ async def serve(settings: HostSettings, ready_fd: int | None) -> int:
     nudges = ctl.open_nudges()
     watcher = RootWatcher(loop, ctl.bundle_event)
     watcher.start()
-    runner = web.AppRunner(api.app(ctl), handle_signals=False, access_log=None)
+    # A request still running at stop gets a few seconds, not aiohttp's minute:
+    # SMF's stop method times out at 60 s.
+    runner = web.AppRunner(
+        api.app(ctl), handle_signals=False, access_log=None, shutdown_timeout=3.0
+    )
     await runner.setup()
     with contextlib.suppress(FileNotFoundError):
         paths.api_socket.unlink()
@@ -82,6 +86,7 @@ async def serve(settings: HostSettings, ready_fd: int | None) -> int:
     looping = asyncio.create_task(ctl.run_forever(), name="reconcile")
     await stop.wait()
     logger.info("controller.stopping")
+    ctl.bus.close()
     looping.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await looping

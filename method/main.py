@@ -60,6 +60,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         fault = HostFault(smf.instance_name(fmri), exc, unchanged=False)
         say(str(fault))
         return fault.exit_code
+    finally:
+        _nudge(fmri)
+
+
+def _nudge(fmri: str) -> None:
+    """Whatever the method did, the instance is moving: the controller looks now
+    rather than at its next pass (a datagram; nothing when none listens)."""
+    from vmbundle import settings
+    from vmbundle.adapters import smf
+    from vmbundle.errors import VmbundleError
+    from vmbundle.service.controller import nudge
+
+    try:
+        run_dir = settings.load(None).run_dir
+    except (VmbundleError, OSError):
+        return
+    nudge(run_dir, smf.instance_name(fmri))
 
 
 def run() -> None:

@@ -12,7 +12,6 @@ from vmbundle.guest import refresh as refreshing
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.service import instance
-from vmbundle.service.controller import nudge
 from vmbundle.vm import bundle
 
 
@@ -27,6 +26,4 @@ def refresh(fmri: str, bundle_read: smf.PropertyRead, say: Callable[[str], None]
         return 0
     path = instance.bundle_path(fmri, name, bundle_read.value())
     refreshing.refresh(run, record, path, lambda p: bundle.load(p, host_settings).config, say)
-    # The bundle path may have changed: the controller rereads it.
-    nudge(host_settings.run_dir, name)
     return 0

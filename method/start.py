@@ -10,7 +10,6 @@ from vmbundle import settings
 from vmbundle.adapters import smf
 from vmbundle.guest import boot
 from vmbundle.service import instance
-from vmbundle.service.controller import nudge
 from vmbundle.vm import bundle
 
 
@@ -22,5 +21,4 @@ def start(fmri: str, bundle_read: smf.PropertyRead, say: Callable[[str], None]) 
     display = booted.prepared.display
     where = f"VNC display :{display}" if display is not None else "no VNC display"
     say(f"{name}: running, QEMU pid {booted.proc.pid}, {where}")
-    nudge(host_settings.run_dir, name)
     return 0

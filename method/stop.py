@@ -11,7 +11,6 @@ from vmbundle.adapters import smf
 from vmbundle.guest import boot_record, prepare, shutdown
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.memory import admission
-from vmbundle.service.controller import nudge
 
 # vm.json's default, for a run directory that lost its boot record.
 DEFAULT_STOP_TIMEOUT = 120
@@ -28,5 +27,4 @@ def stop(fmri: str, say: Callable[[str], None]) -> int:
         say(f"{name}: QEMU is not running")
     prepare.finish(name, run, host_settings)
     admission.release(host_settings, name, say)
-    nudge(host_settings.run_dir, name)
     return 0

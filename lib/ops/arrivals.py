@@ -31,6 +31,7 @@ PROBLEMS = frozenset({"taken", "invalid", "receiving", "misnamed", "settling"})
 # A copy into a plain directory writes file after file; two quiet seconds are
 # taken to mean it has finished (cp and rsync touch a file at least that often).
 SETTLE_SECONDS = 2.0
+ROOT_SECONDS = 60.0
 
 
 @attrs.frozen
@@ -238,6 +239,18 @@ class ValidationCache:
 
     def __init__(self) -> None:
         self._known: dict[Path, tuple[Signature, Checked]] = {}
+        # A directory root's dataset, which costs two zfs calls to find, is looked
+        # up again only now and then (a pool imported later, a dataset made).
+        self._roots: dict[str, tuple[float, storage.BundleRoot]] = {}
+
+    def root(self, spec: str) -> storage.BundleRoot:
+        now = time.monotonic()
+        known = self._roots.get(spec)
+        if known is not None and now - known[0] < ROOT_SECONDS:
+            return known[1]
+        root = storage.resolve_root(spec)
+        self._roots[spec] = (now, root)
+        return root
 
     def checked(self, path: Path, signature: Signature, settings: HostSettings) -> Checked:
         known = self._known.get(path)
@@ -254,7 +267,7 @@ class ValidationCache:
 
 
 def _roots(
-    settings: HostSettings,
+    settings: HostSettings, cache: ValidationCache
 ) -> tuple[list[RootSeen], list[zfs.Filesystem]]:
     """Each configured root, and every filesystem under the ZFS ones (one zfs call)."""
     pending: list[tuple[str, Path | None, str | None]] = []
@@ -262,7 +275,7 @@ def _roots(
         if spec.startswith("/"):
             # A directory; a dataset when it is the mountpoint of one.
             try:
-                root = storage.resolve_root(spec)
+                root = cache.root(spec)
             except VmbundleError:
                 pending.append((spec, Path(os.path.normpath(spec)), None))
                 continue
@@ -339,7 +352,7 @@ def survey(
     cache = cache if cache is not None else ValidationCache()
     when = time.time() if now is None else now
     known = Instances.of(instances)
-    roots, listed = _roots(settings)
+    roots, listed = _roots(settings, cache)
     arrivals: list[Arrival] = []
     checked_paths: set[Path] = set()
     for root in roots:

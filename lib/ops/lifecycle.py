@@ -107,16 +107,23 @@ def refuse_imported(name: str, path: Path | None = None) -> Imported | None:
     )
 
 
-def add_instance(b: Bundle) -> Imported:
-    """Make the disabled instance of a checked bundle; refuse_imported came first."""
+def add_instance(b: Bundle, *, settle: bool = True) -> Imported:
+    """Make the disabled instance of a checked bundle; refuse_imported came first.
+    settle=False does not wait for the restarter to take the instance in (the
+    controller, which need not show the state): its state is then "disabled", as
+    the instance is made."""
     fmri = smf.instance_fmri(b.name)
+
+    def now() -> str:
+        return state.settled_state(fmri) if settle else "disabled"
+
     try:
         smf.add_instance(b.name, str(b.path))
     except ToolError as exc:
         if isinstance(exc, smf.AlreadyExists) and _points_at(fmri, b.path):
             # Made in the meantime for this same bundle (the controller and the
             # CLI both import): the import is done.
-            return Imported(b.name, fmri, str(b.path), state.settled_state(fmri))
+            return Imported(b.name, fmri, str(b.path), now())
         # svccfg stops at the first failing line, which may leave a half-made
         # instance; never remove one someone else made in the meantime.
         if not isinstance(exc, smf.AlreadyExists) and state.find(b.name) is not None:
@@ -127,7 +134,7 @@ def add_instance(b: Bundle) -> Imported:
                 "install it: vmbundle smf install"
             ) from None
         raise VmbundleError(f"{b.name}: cannot make {fmri}: {exc}") from None
-    return Imported(b.name, fmri, str(b.path), state.settled_state(fmri))
+    return Imported(b.name, fmri, str(b.path), now())
 
 
 def import_bundle(settings: HostSettings, guest: str) -> Imported:
@@ -176,6 +183,12 @@ def stop(guest: str, *, wait: bool) -> Stopped:
     # Temporary: a guest with autostart still comes back when the host boots.
     state.svcadm_to(inst, "disable", ("-t",), wait, "disabled")
     return Stopped(inst.name, wait or (inst.state, inst.next_state) == ("disabled", "-"))
+
+
+def disable(fmri: str) -> None:
+    """What stop does, for a caller that knows the instance is there (the
+    controller, when a guest has powered itself off): one svcadm, no look first."""
+    smf.svcadm("disable", fmri, "-t")
 
 
 def restart(guest: str, *, wait: bool) -> Instance:

@@ -203,7 +203,10 @@ def test_the_set_fix_of_a_misnamed_bundle_works(host: TestHost) -> None:
 def test_a_fresh_copy_settles_then_is_importable(host: TestHost, tmp_path: Path) -> None:
     _create(host, "web01", root=str(tmp_path / "made"))
     shutil.copytree(tmp_path / "made" / "web01", host.root / "web01")
-    changed = (host.root / "web01" / "vm.json").stat().st_mtime
+    # The newest change in the bundle: vm.json's rename touches the directory after
+    # vm.json itself was written.
+    copy = host.root / "web01"
+    changed = max(p.stat().st_mtime for p in (copy, *copy.iterdir()))
     settings = _settings(host)
     (soon,) = arrivals.survey(settings, {}, now=changed + 1.0).arrivals
     assert soon.verdict == "settling"

@@ -175,7 +175,8 @@ def test_install_writes_and_imports_both_services(smf: SmfHost, tmp_path: Path) 
             assert f"imported {manifest_dir / name}" in proc.stdout
             assert (manifest_dir / name).stat().st_mode & 0o777 == 0o644
         if "controller.xml" in names:
-            assert svc(smf, "svcs", "-H", "-o", "state", CONTROLLER) == "disabled"
+            # Enabled: received bundles are imported from the first boot on.
+            assert svc(smf, "svcprop", "-p", "general/enabled", CONTROLLER) == "true"
         else:
             assert not (manifest_dir / "controller.xml").exists()
             assert smf.run("svcs", "-H", CONTROLLER, check=False).returncode != 0

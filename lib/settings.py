@@ -47,7 +47,16 @@ class HostSettings:
     memory_overhead_fixed: int = policy.DEFAULT_OVERHEAD_FIXED
     memory_overhead_per_vcpu: int = policy.DEFAULT_OVERHEAD_PER_VCPU
     memory_overhead_ratio: float = policy.DEFAULT_OVERHEAD_RATIO
+    # [web] users: the web console's users (vmbundle.users); None: users.json
+    # beside this configuration file.
+    web_users: Path | None = None
     source: Path | None = None
+
+    @property
+    def users_file(self) -> Path:
+        from vmbundle.users import default_path
+
+        return self.web_users or default_path(self.source)
 
     def overhead_model(self) -> policy.OverheadModel:
         return policy.OverheadModel(
@@ -180,6 +189,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Checker]]] = {
         "listen": ("vnc_listen", _address),
     },
     "smf": {"manifest_dir": ("manifest_dir", _abs_path)},
+    "web": {"users": ("web_users", _abs_path)},
     "memory": {
         "reserve": ("memory_reserve", _reserve),
         "arc_floor": ("memory_arc_floor", _arc_floor),

@@ -34,6 +34,7 @@ _COMMANDS = {
     "screenshot": ("controller", "cmd_screenshot"),
     "qmp": ("controller", "cmd_qmp"),
     "events": ("controller", "cmd_events"),
+    "user": ("users", "cmd_user"),
 }
 
 
@@ -192,6 +193,17 @@ def _parser() -> argparse.ArgumentParser:
     qm.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     ev = sub.add_parser("events", help="follow the controller's events, one JSON line each")
     ev.add_argument("guest", nargs="?", help="only this guest's")
+
+    us = sub.add_parser("user", help="the web console's users: add, list, remove")
+    usub = us.add_subparsers(dest="user_command", required=True, metavar="add|list|remove")
+    ua = usub.add_parser("add", help="add a user; the password is read from the terminal or stdin")
+    ua.add_argument("name")
+    ua.add_argument("--role", required=True, help="admin, operator or viewer")
+    ua.add_argument("--replace", action="store_true", help="set a new role and password")
+    ul = usub.add_parser("list", help="the users and their roles")
+    ul.add_argument("--json", action="store_true")
+    ur = usub.add_parser("remove", help="remove a user")
+    ur.add_argument("name")
 
     sm = sub.add_parser("smf", help="the SMF manifests")
     smsub = sm.add_subparsers(dest="smf_command", required=True, metavar="install")

@@ -53,7 +53,7 @@ def _error(status: int, line: str) -> web.Response:
     return web.json_response({"error": line}, status=status)
 
 
-def _name(request: web.Request) -> str:
+def name_of(request: web.Request) -> str:
     name = request.match_info["name"]
     if re.fullmatch(NAME_PATTERN, name) is None:
         raise web.HTTPBadRequest(
@@ -63,16 +63,16 @@ def _name(request: web.Request) -> str:
     return name
 
 
-def _session(ctl: Controller, name: str) -> GuestSession:
+def session_of(ctl: Controller, name: str) -> GuestSession:
     s = ctl.sessions.get(name)
     if s is None:
-        raise _Refused(
+        raise Refused(
             409, f"{name}: not running, so there is no QMP session; start it: vmbundle start {name}"
         )
     return s
 
 
-class _Refused(Exception):
+class Refused(Exception):
     def __init__(self, status: int, line: str) -> None:
         super().__init__(line)
         self.status = status
@@ -83,18 +83,18 @@ async def _qmp(s: GuestSession, command: str, args: dict[str, Any] | None, timeo
     try:
         return await s.execute(command, args, timeout)
     except NotConnected:
-        raise _Refused(409, f"{s.name}: the QMP session is reconnecting; try again") from None
+        raise Refused(409, f"{s.name}: the QMP session is reconnecting; try again") from None
     except CommandFailed as exc:
-        raise _Refused(422, f"{s.name}: QMP {command}: {exc.desc}") from None
+        raise Refused(422, f"{s.name}: QMP {command}: {exc.desc}") from None
     except TimeoutError:
-        raise _Refused(504, f"{s.name}: QMP {command} did not answer within {timeout:g}s") from None
+        raise Refused(504, f"{s.name}: QMP {command} did not answer within {timeout:g}s") from None
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)  # type: ignore[no-any-return]
-    except _Refused as exc:
+    except Refused as exc:
         return _error(exc.status, exc.line)
     except NoSuchGuest as exc:
         return _error(404, str(exc))
@@ -130,11 +130,11 @@ async def guests(request: web.Request) -> web.Response:
 
 async def guest(request: web.Request) -> web.Response:
     ctl = request.app[CONTROLLER_KEY]
-    name = _name(request)
+    name = name_of(request)
     doc = await asyncio.to_thread(status_ops.status, ctl.settings, name)
     s = ctl.sessions.get(name)
     if s is not None and s.connected:
-        with contextlib.suppress(_Refused):
+        with contextlib.suppress(Refused):
             s.run_state = run_state_of(await _qmp(s, "query-status", None, 5.0))
     doc["controller"] = _live(s)
     return web.json_response(doc)
@@ -142,7 +142,7 @@ async def guest(request: web.Request) -> web.Response:
 
 async def qmp_command(request: web.Request) -> web.Response:
     ctl = request.app[CONTROLLER_KEY]
-    name = _name(request)
+    name = name_of(request)
     try:
         body = await request.json()
     except ValueError:
@@ -165,13 +165,13 @@ async def qmp_command(request: web.Request) -> web.Response:
             400,
             f'{name}: "timeout" must be seconds, more than 0 and at most {MAX_COMMAND_TIMEOUT:g}',
         )
-    result = await _qmp(_session(ctl, name), command, args, float(timeout))
+    result = await _qmp(session_of(ctl, name), command, args, float(timeout))
     return web.json_response({"return": result})
 
 
 async def screen(request: web.Request) -> web.Response:
     ctl = request.app[CONTROLLER_KEY]
-    name = _name(request)
+    name = name_of(request)
     width: int | None = None
     if "width" in request.query:
         text = request.query["width"]
@@ -181,17 +181,21 @@ async def screen(request: web.Request) -> web.Response:
                 f"{name}: width={text[:16]!r}: must be a number of pixels from 1 to {MAX_WIDTH}",
             )
         width = int(text)
-    s = _session(ctl, name)
+    png = await screenshot_png(ctl, name, width)
+    return web.Response(body=png, content_type="image/png")
+
+
+async def screenshot_png(ctl: Controller, name: str, width: int | None) -> bytes:
+    s = session_of(ctl, name)
     # A private file in the guest's run directory, never a predictable path in /tmp.
     fd, dump = tempfile.mkstemp(prefix="screendump-", suffix=".ppm", dir=s.run.dir)
     os.close(fd)
     try:
         await _qmp(s, "screendump", {"filename": dump}, 10.0)
-        png = await asyncio.to_thread(_png, Path(dump), width)
+        return await asyncio.to_thread(_png, Path(dump), width)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(dump)
-    return web.Response(body=png, content_type="image/png")
 
 
 def _png(dump: Path, width: int | None) -> bytes:
@@ -234,7 +238,7 @@ async def metrics_text(request: web.Request) -> web.Response:
 
 
 async def _blockstats(s: GuestSession) -> list[dict[str, Any]]:
-    with contextlib.suppress(_Refused):
+    with contextlib.suppress(Refused):
         found = await _qmp(s, "query-blockstats", None, 5.0)
         if isinstance(found, list):
             return [b for b in found if isinstance(b, dict)]
@@ -348,7 +352,7 @@ async def collect(ctl: Controller) -> list[metrics.Family]:
 
 
 def app(ctl: Controller) -> web.Application:
-    application = web.Application(middlewares=[_errors], client_max_size=1 << 20)
+    application = web.Application(middlewares=[errors], client_max_size=1 << 20)
     application[CONTROLLER_KEY] = ctl
     application.add_routes(
         [

@@ -22,8 +22,13 @@ from typing import Any
 from aiohttp import web
 
 from vmbundle import settings as host_settings
-from vmbundle.controller import api, log
+from vmbundle import users
+from vmbundle.atomic import write_atomic
+from vmbundle.controller import api, log, tickets, tls
+from vmbundle.controller import web as web_app
 from vmbundle.controller.daemon import Controller
+from vmbundle.controller.sessions import Sessions
+from vmbundle.controller.tickets import Tickets
 from vmbundle.controller.watch import RootWatcher
 from vmbundle.errors import SMF_EXIT_ERR_CONFIG, ConfigError, VmbundleError
 from vmbundle.service.controller import ControllerPaths
@@ -74,6 +79,7 @@ async def serve(settings: HostSettings, ready_fd: int | None) -> int:
     site = web.UnixSite(runner, str(paths.api_socket))
     await site.start()
     os.chmod(paths.api_socket, 0o600)
+    web_runner = await _serve_web(ctl, settings, paths) if settings.web_enabled else None
     logger.info("controller.serving", api=str(paths.api_socket), pid=os.getpid())
     if ready_fd is not None:
         os.write(ready_fd, READY)
@@ -92,6 +98,8 @@ async def serve(settings: HostSettings, ready_fd: int | None) -> int:
         await looping
     await ctl.close()
     await runner.cleanup()
+    if web_runner is not None:
+        await web_runner.cleanup()
     watcher.stop()
     loop.remove_reader(nudges.fileno())
     nudges.close()
@@ -100,6 +108,37 @@ async def serve(settings: HostSettings, ready_fd: int | None) -> int:
             p.unlink()
     os.close(lock_fd)
     return 0
+
+
+async def _serve_web(
+    ctl: Controller, settings: HostSettings, paths: ControllerPaths
+) -> web.AppRunner:
+    """The web console on its TCP address: HTTPS beyond loopback (controller.tls)."""
+    ssl_context = tls.context(settings)
+    application = web_app.app(
+        ctl,
+        Sessions(lambda: users.load(settings.users_file)),
+        Tickets(tickets.load_key(paths.dir / "ticket.key")),
+        secure=ssl_context is not None,
+    )
+    runner = web.AppRunner(application, handle_signals=False, access_log=None, shutdown_timeout=3.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.web_listen, settings.web_port, ssl_context=ssl_context)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise VmbundleError(
+            f"web console: cannot listen on {settings.web_listen}:{settings.web_port}: "
+            f"{exc.strerror}; set [web] port (or enabled = false) in the host configuration"
+        ) from None
+    scheme = "https" if ssl_context is not None else "http"
+    port = next(iter(runner.addresses))[1]  # the one bound, when port 0 asked for any
+    host = f"[{settings.web_listen}]" if ":" in settings.web_listen else settings.web_listen
+    url = f"{scheme}://{host}:{port}/"
+    write_atomic(paths.web_url, url.encode() + b"\n", mode=0o644, durable=False)
+    log.get().info("web.serving", url=url)
+    return runner
 
 
 def _run(settings: HostSettings, ready_fd: int | None) -> int:

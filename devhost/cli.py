@@ -106,6 +106,9 @@ def write_config(state_dir: Path, pool: zfspool.DevhostPool, run_dir: Path) -> P
         f"dir = {json.dumps(str(run_dir))}\n"
         "\n[smf]\n"
         f"manifest_dir = {json.dumps(str(state_dir / 'var/svc/manifest/site/vmbundle'))}\n"
+        # Any free port: devhosts run side by side; the controller says which.
+        "\n[web]\n"
+        "port = 0\n"
     )
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)

@@ -50,6 +50,13 @@ class HostSettings:
     # [web] users: the web console's users (vmbundle.users); None: users.json
     # beside this configuration file.
     web_users: Path | None = None
+    web_enabled: bool = True
+    web_listen: str = "127.0.0.1"
+    web_port: int = 8006
+    # Beyond loopback the console is HTTPS only: these, or a self-signed pair made
+    # at first start beside the host configuration.
+    web_cert: Path | None = None
+    web_key: Path | None = None
     source: Path | None = None
 
     @property
@@ -168,6 +175,18 @@ def _shrink_timeout(v: Any) -> int:
     return v
 
 
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("must be true or false")
+    return v
+
+
+def _port(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65535:
+        raise ValueError("must be a TCP port from 1 to 65535, or 0 for any free one")
+    return v
+
+
 def _ratio(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
         raise ValueError("must be a fraction of the guest's RAM from 0 to below 1, like 0.01")
@@ -189,7 +208,14 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Checker]]] = {
         "listen": ("vnc_listen", _address),
     },
     "smf": {"manifest_dir": ("manifest_dir", _abs_path)},
-    "web": {"users": ("web_users", _abs_path)},
+    "web": {
+        "users": ("web_users", _abs_path),
+        "enabled": ("web_enabled", _bool),
+        "listen": ("web_listen", _address),
+        "port": ("web_port", _port),
+        "cert": ("web_cert", _abs_path),
+        "key": ("web_key", _abs_path),
+    },
     "memory": {
         "reserve": ("memory_reserve", _reserve),
         "arc_floor": ("memory_arc_floor", _arc_floor),
@@ -234,6 +260,10 @@ def parse(doc: dict[str, Any], source: Path | None) -> HostSettings:
             except ValueError as exc:
                 problems.append(f"{where}: {section}.{key}: {exc}")
     cfg = HostSettings(**values, source=source)
+    if not problems and (cfg.web_cert is None) != (cfg.web_key is None):
+        problems.append(
+            f"{where}: web.cert and web.key: give both, or neither for a self-signed pair"
+        )
     if not problems and cfg.display_first > cfg.display_last:
         problems.append(f"{where}: display.first: must not be above display.last")
     if problems:

@@ -30,6 +30,11 @@ class ControllerPaths:
         return self.dir / "api.sock"
 
     @property
+    def web_url(self) -> Path:
+        """Where the web console is, as it bound (its port may be any free one)."""
+        return self.dir / "web.url"
+
+    @property
     def nudge_socket(self) -> Path:
         """A datagram socket: any datagram wakes the reconcile loop at once."""
         return self.dir / "nudge.sock"

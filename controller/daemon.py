@@ -244,11 +244,22 @@ class Controller:
     # -- for the API --------------------------------------------------------
 
     def watched_dirs(self) -> list[Path]:
+        """The roots, and the plain-directory bundles not imported yet (a copy
+        under way). Never a bundle that is a dataset of its own: an inotify watch
+        on a mounted file system keeps it busy, and `zfs destroy` of it fails
+        (seen on zfs-fuse); a received dataset is whole once mounted anyway."""
         survey = self.survey
         if survey is None:
             return []
+        imported = {os.path.realpath(p) for p in self._bundle_paths.values()}
         dirs = [r.path for r in survey.roots if r.path is not None]
-        return dirs + [a.path for a in survey.arrivals if a.verdict != "imported"]
+        return dirs + [
+            a.path
+            for a in survey.arrivals
+            if a.verdict != "imported"
+            and os.path.realpath(a.path) not in imported
+            and not os.path.ismount(a.path)
+        ]
 
     async def close(self) -> None:
         for s in list(self.sessions.values()):

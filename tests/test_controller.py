@@ -147,9 +147,22 @@ def test_zfs_destroy_of_a_disabled_guests_bundle_removes_its_instance(
         a.create("sent1", "--disk", "16M")
         send(a, "sent1", b)
         wait("sent1 imported on b", lambda: exists(b, "sent1"))
-    b.run("zfs", "destroy", "-r", b.dataset(b.roots / "sent1"))
+    dataset = b.dataset(b.roots / "sent1")
+    # zfs-fuse calls a dataset read a moment ago (the import checked its disk)
+    # busy for a second or two; an administrator tries again, and so does this.
+    wait(
+        "zfs destroy to succeed",
+        lambda: b.run("zfs", "destroy", "-r", dataset, check=False).returncode == 0,
+        timeout=30,
+        step=0.5,
+    )
     wait("sent1's instance removed", lambda: not exists(b, "sent1"))
-    assert any(e.get("event") == "bundle.gone" for e in controller_log(b))
+    # Logged once svccfg has returned, which is a moment after the instance went.
+    wait(
+        "the removal logged",
+        lambda: any(e.get("event") == "bundle.gone" for e in controller_log(b)),
+        timeout=10,
+    )
 
 
 def test_a_guest_that_powers_itself_off_ends_disabled(a: ServiceHost) -> None:

@@ -14,11 +14,10 @@ from pathlib import Path
 import attrs
 
 from vmbundle.adapters import smf
-from vmbundle.guest import boot_record
 from vmbundle.guest.boot_record import BootRecord
-from vmbundle.guest.process import pid_alive
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.ops import arrivals
+from vmbundle.ops.status import running_record
 from vmbundle.settings import HostSettings
 from vmbundle.vm.bundle import CONFIG_FILE
 
@@ -44,13 +43,12 @@ class World:
 
 
 def live_record(run: RunPaths) -> BootRecord | None:
+    """ops.status.running_record, with a damaged record counted as none: one bad
+    run directory must not stop the pass."""
     try:
-        record = boot_record.read(run)
+        return running_record(run)
     except (OSError, ValueError):
         return None
-    if record is None or not pid_alive(record.qemu_pid):
-        return None
-    return record
 
 
 def guests(

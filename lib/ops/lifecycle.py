@@ -86,8 +86,7 @@ def autostart(fmri: str) -> bool:
     return cfg is not None and cfg.autostart
 
 
-def _points_at(fmri: str, path: Path) -> bool:
-    where = smf.get_property(fmri, smf.BUNDLE_PROPERTY)
+def _same_bundle(where: str | None, path: Path) -> bool:
     return bool(where) and os.path.realpath(str(where)) == os.path.realpath(path)
 
 
@@ -99,7 +98,7 @@ def refuse_imported(name: str, path: Path | None = None) -> Imported | None:
     if found is None:
         return None
     where = smf.get_property(found.fmri, smf.BUNDLE_PROPERTY) or "no bundle set"
-    if path is not None and os.path.realpath(where) == os.path.realpath(path):
+    if path is not None and _same_bundle(where, path):
         return Imported(name, found.fmri, where, found.state)
     raise NameTaken(
         f"{name}: already imported as {found.fmri} ({where}); "
@@ -120,7 +119,9 @@ def add_instance(b: Bundle, *, settle: bool = True) -> Imported:
     try:
         smf.add_instance(b.name, str(b.path))
     except ToolError as exc:
-        if isinstance(exc, smf.AlreadyExists) and _points_at(fmri, b.path):
+        if isinstance(exc, smf.AlreadyExists) and _same_bundle(
+            smf.get_property(fmri, smf.BUNDLE_PROPERTY), b.path
+        ):
             # Made in the meantime for this same bundle (the controller and the
             # CLI both import): the import is done.
             return Imported(b.name, fmri, str(b.path), now())

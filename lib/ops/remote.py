@@ -54,9 +54,3 @@ def events(settings: HostSettings, guest: str | None) -> Iterator[dict[str, Any]
     for event in controller_api.stream_lines(_socket(settings), f"/events{query}"):
         if event.get("kind") != "hello":
             yield event
-
-
-def controller(settings: HostSettings) -> dict[str, Any]:
-    """What the controller says of itself (it answers, so it runs)."""
-    found: dict[str, Any] = controller_api.get_json(_socket(settings), "/", timeout=10)
-    return found

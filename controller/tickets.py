@@ -36,6 +36,9 @@ class Grant:
     user: str
     session: str
     guest: str
+    # What the socket opens: "console" (the screen, VNC) or "serial"; a ticket for
+    # one never opens the other.
+    channel: str = "console"
 
 
 def _b64(data: bytes) -> str:
@@ -71,42 +74,45 @@ class Tickets:
     def issue(self, grant: Grant) -> str:
         nonce = _b64(secrets.token_bytes(16))
         issued = str(int(self._clock() * 1000))  # milliseconds: no dot in a field
-        body = ".".join(_b64(x.encode()) for x in (grant.user, grant.session, grant.guest))
+        body = ".".join(
+            _b64(x.encode()) for x in (grant.user, grant.session, grant.guest, grant.channel)
+        )
         body = f"{body}.{issued}.{nonce}"
         return f"{body}.{self._mac(body)}"
 
     def redeem(self, ticket: str | None, grant: Grant) -> None:
-        """Accept the ticket for exactly this user, session and guest, once."""
+        """Accept the ticket for exactly this user, session, guest and channel, once."""
         now = self._clock()
         self._forget_old(now)
         if not ticket:
             raise TicketRefused(
-                f"{grant.guest}: no console ticket; ask for one: POST /api/guests/{grant.guest}/console"
+                f"{grant.guest}: no {grant.channel} ticket; ask for one: POST /api/guests/{grant.guest}/{grant.channel}"
             )
         body, _, mac = ticket.rpartition(".")
         if not body or not hmac.compare_digest(mac, self._mac(body)):
             raise TicketRefused(
-                f"{grant.guest}: the console ticket is not one this controller signed"
+                f"{grant.guest}: the {grant.channel} ticket is not one this controller signed"
             )
         parts = body.split(".")
-        if len(parts) != 5:
-            raise TicketRefused(f"{grant.guest}: the console ticket is malformed")
+        if len(parts) != 6:
+            raise TicketRefused(f"{grant.guest}: the {grant.channel} ticket is malformed")
         try:
-            user, session, guest = (_unb64(p).decode() for p in parts[:3])
-            issued = int(parts[3]) / 1000
+            user, session, guest, channel = (_unb64(p).decode() for p in parts[:4])
+            issued = int(parts[4]) / 1000
         except ValueError:
-            raise TicketRefused(f"{grant.guest}: the console ticket is malformed") from None
-        if Grant(user, session, guest) != grant:
+            raise TicketRefused(f"{grant.guest}: the {grant.channel} ticket is malformed") from None
+        if Grant(user, session, guest, channel) != grant:
             raise TicketRefused(
-                f"{grant.guest}: the console ticket was given for another guest or session"
+                f"{grant.guest}: the {grant.channel} ticket was given for another guest, "
+                "session or channel"
             )
         if not 0 <= now - issued <= TICKET_SECONDS:
             raise TicketRefused(
-                f"{grant.guest}: the console ticket has expired (they last {TICKET_SECONDS:g}s); ask for a new one"
+                f"{grant.guest}: the {grant.channel} ticket has expired (they last {TICKET_SECONDS:g}s); ask for a new one"
             )
         if mac in self._used:
             raise TicketRefused(
-                f"{grant.guest}: the console ticket was used already; ask for a new one"
+                f"{grant.guest}: the {grant.channel} ticket was used already; ask for a new one"
             )
         self._used[mac] = issued
 

@@ -42,7 +42,7 @@ def test_a_ticket_is_good_once_for_its_grant() -> None:
 )
 def test_a_ticket_for_another_user_session_or_guest_is_refused(other: Grant) -> None:
     t = tickets(Clock())
-    with pytest.raises(TicketRefused, match="another guest or session"):
+    with pytest.raises(TicketRefused, match="another guest, session or channel"):
         t.redeem(t.issue(GRANT), other)
 
 
@@ -77,3 +77,10 @@ def test_the_key_is_made_once_and_private(tmp_path: Path) -> None:
     key = load_key(path)
     assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
     assert load_key(path) == key
+
+
+def test_a_console_ticket_does_not_open_the_serial_console() -> None:
+    t = tickets(Clock())
+    ticket = t.issue(Grant("olga", "s1", "web01", "console"))
+    with pytest.raises(TicketRefused, match="another guest, session or channel"):
+        t.redeem(ticket, Grant("olga", "s1", "web01", "serial"))

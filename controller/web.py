@@ -1,12 +1,18 @@
 """The web console's JSON API and its console WebSocket (aiohttp, in the controller).
 
+  GET  /                              the guest list (pages/index.html); /console/{name},
+                                       /serial/{name}: a guest's screen and serial console
   POST /api/login                      {"user", "password"} -> session cookie + {"csrf"}
   POST /api/logout
+  GET  /api/session                    who is logged in: {"user", "role", "csrf", "may"}
   GET  /api/guests                     (viewer) the guests, as the local API lists them
+  GET  /api/guests/{name}              (viewer) one guest, as `vmbundle status --json`
+  GET  /api/problems                   (viewer) bundles the controller will not import
   GET  /api/guests/{name}/thumbnail    (viewer) PNG, 320 wide, only of a running guest
   POST /api/guests/{name}/{start|stop|poweroff|reset}   (operator) through SMF or QMP
   POST /api/guests/{name}/console      (operator) -> {"ticket", "url"}
   GET  /ws/console/{name}?ticket=...   the guest's VNC stream (noVNC), one ticket each
+  GET  /metrics                        (admin, or [web] metrics_token as a Bearer token)
 
 Every request but login needs the session cookie; every POST needs the session's
 CSRF token in the X-CSRF-Token header; every action is logged with the user.
@@ -17,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -34,6 +42,28 @@ COOKIE = "vmbundle_session"
 CSRF_HEADER = "X-CSRF-Token"
 THUMBNAIL_WIDTH = 320
 ACTIONS = ("start", "stop", "poweroff", "reset")
+# What the pages ask before they offer a button.
+PAGE_ACTIONS = (*ACTIONS, "console", "serial", "type", "metrics")
+
+PAGES = Path(__file__).resolve().parent / "pages"
+# Served from the npm packages scripts/setup-host installs (npm ci in pages/).
+VENDOR = {
+    "novnc": PAGES / "node_modules/@novnc/novnc",
+    "xterm": PAGES / "node_modules/@xterm/xterm",
+    "xterm-addon-fit": PAGES / "node_modules/@xterm/addon-fit",
+}
+# The pages load only their own scripts, styles and images, and talk only to this
+# origin (WebSockets included); no page may frame them.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 SESSIONS_KEY: web.AppKey[Sessions] = web.AppKey("sessions", Sessions)
 TICKETS_KEY: web.AppKey[Tickets] = web.AppKey("tickets", Tickets)
@@ -104,9 +134,74 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
+async def whoami(request: web.Request) -> web.Response:
+    s = _session(request, "list")
+    may = {a: s.user.may(a) for a in PAGE_ACTIONS}
+    listen = request.app[api.CONTROLLER_KEY].settings.vnc_listen
+    return web.json_response(
+        {
+            "user": s.user.name,
+            "role": s.user.role,
+            "csrf": s.csrf,
+            "may": may,
+            "display_listen": listen,
+        }
+    )
+
+
 async def guests(request: web.Request) -> web.Response:
     _session(request, "list")
     return await api.guests(request)
+
+
+async def guest(request: web.Request) -> web.Response:
+    _session(request, "list")
+    return await api.guest(request)
+
+
+async def problems(request: web.Request) -> web.Response:
+    _session(request, "list")
+    return await api.problems(request)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    token = request.app[api.CONTROLLER_KEY].settings.web_metrics_token
+    offered = request.headers.get("Authorization", "")
+    if not (
+        token is not None
+        and offered.startswith("Bearer ")
+        and hmac.compare_digest(offered[7:].encode(), token.encode())
+    ):
+        _session(request, "metrics")
+    return await api.metrics_text(request)
+
+
+def _page(file: str) -> Any:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(PAGES / file, headers=PAGE_HEADERS)
+
+    return serve
+
+
+async def asset(request: web.Request) -> web.StreamResponse:
+    """One file of pages/static or of an npm package in VENDOR, never above either."""
+    package, path = request.match_info["package"], request.match_info["path"]
+    base = PAGES / "static" if package == "static" else VENDOR.get(package)
+    if base is None:
+        raise _json_error(404, f"{package[:32]!r}: no such asset package")
+    if not base.is_dir():
+        raise web.HTTPServiceUnavailable(
+            text=json.dumps(
+                {
+                    "error": f"{package}: not installed here; run scripts/setup-host (npm ci in {PAGES})"
+                }
+            ),
+            content_type="application/json",
+        )
+    file = (base / path).resolve()
+    if not file.is_relative_to(base.resolve()) or not file.is_file():
+        raise _json_error(404, f"{path[:64]!r}: no such file in {package}")
+    return web.FileResponse(file, headers=PAGE_HEADERS)
 
 
 async def thumbnail(request: web.Request) -> web.StreamResponse:
@@ -217,13 +312,21 @@ def app(ctl: Controller, sessions: Sessions, tickets: Tickets, *, secure: bool) 
     application[SECURE_KEY] = secure
     application.add_routes(
         [
+            web.get("/", _page("index.html")),
+            web.get("/console/{name}", _page("console.html")),
+            web.get("/serial/{name}", _page("serial.html")),
+            web.get("/assets/{package}/{path:.+}", asset),
             web.post("/api/login", login),
             web.post("/api/logout", logout),
+            web.get("/api/session", whoami),
             web.get("/api/guests", guests),
+            web.get("/api/problems", problems),
+            web.get("/api/guests/{name}", guest),
             web.get("/api/guests/{name}/thumbnail", thumbnail),
             web.post("/api/guests/{name}/console", console_ticket),
             web.post("/api/guests/{name}/{action}", action),
             web.get("/ws/console/{name}", console_socket),
+            web.get("/metrics", metrics),
         ]
     )
     return application

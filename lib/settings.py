@@ -10,6 +10,7 @@ import contextlib
 import difflib
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,9 @@ class HostSettings:
     # at first start beside the host configuration.
     web_cert: Path | None = None
     web_key: Path | None = None
+    # [web] metrics_token: lets a Prometheus scraper read GET /metrics with
+    # "Authorization: Bearer TOKEN" and no login; None: admins only.
+    web_metrics_token: str | None = None
     source: Path | None = None
 
     @property
@@ -187,6 +191,14 @@ def _port(v: Any) -> int:
     return v
 
 
+def _token(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9._~+/=-]{16,256}", v):
+        raise ValueError(
+            "must be 16 to 256 letters, digits or ._~+/=- (make one: openssl rand -hex 32)"
+        )
+    return v
+
+
 def _ratio(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
         raise ValueError("must be a fraction of the guest's RAM from 0 to below 1, like 0.01")
@@ -215,6 +227,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Checker]]] = {
         "port": ("web_port", _port),
         "cert": ("web_cert", _abs_path),
         "key": ("web_key", _abs_path),
+        "metrics_token": ("web_metrics_token", _token),
     },
     "memory": {
         "reserve": ("memory_reserve", _reserve),

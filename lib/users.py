@@ -28,7 +28,7 @@ ROLES = ("admin", "operator", "viewer")
 _CAN = {
     "viewer": frozenset({"list", "thumbnail"}),
     "operator": frozenset(
-        {"list", "thumbnail", "console", "serial", "start", "stop", "poweroff", "reset"}
+        {"list", "thumbnail", "console", "serial", "type", "start", "stop", "poweroff", "reset"}
     ),
 }
 NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")

@@ -71,7 +71,7 @@ def web_url(host: ServiceHost, timeout: float = 30) -> str:
     while not path.exists():
         assert time.monotonic() < deadline, "the controller never wrote its web console's URL"
         time.sleep(0.1)
-    return path.read_text().strip()
+    return path.read_text().strip().rstrip("/")
 
 
 def blue_share(png: bytes) -> float:

@@ -28,7 +28,9 @@ FAST = {"n": 1 << 10}
 ACCOUNTS = {
     "olga": User("olga", "operator", users.hash_password("operator-pass", **FAST)),
     "vic": User("vic", "viewer", users.hash_password("viewer-pass", **FAST)),
+    "ada": User("ada", "admin", users.hash_password("admin-pass", **FAST)),
 }
+TOKEN = "scraper-token-0123456789"
 
 
 class Clock:
@@ -44,7 +46,8 @@ def serve(
 ) -> None:
     async def main() -> None:
         clock = Clock()
-        ctl = Controller(HostSettings(run_dir=tmp_path / "run"), structlog.get_logger("test"))
+        settings = HostSettings(run_dir=tmp_path / "run", web_metrics_token=TOKEN)
+        ctl = Controller(settings, structlog.get_logger("test"))
         tickets = Tickets(b"k" * 32, clock)
         sessions = Sessions(lambda: ACCOUNTS)
         client = TestClient(TestServer(web.app(ctl, sessions, tickets, secure=False)))
@@ -145,5 +148,50 @@ def test_the_console_socket_needs_a_fresh_ticket_for_it_from_this_page(tmp_path:
                 raise AssertionError("connected without a session")
             except WSServerHandshakeError as exc:
                 assert exc.status == 401
+
+    serve(tmp_path, test)
+
+
+def test_metrics_for_an_admin_or_the_configured_token_only(tmp_path: Path) -> None:
+    async def test(client: TestClient[Any, Any], _t: Tickets, _c: Clock) -> None:
+        r = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status == 200 and "# TYPE" in await r.text()
+        for wrong in (f"Bearer {TOKEN}x", TOKEN, "Bearer "):
+            r = await client.get("/metrics", headers={"Authorization": wrong})
+            assert r.status == 401, wrong
+        await login(client, "olga", "operator-pass")
+        r = await client.get("/metrics")
+        assert r.status == 403 and (await r.json()) == {"error": "olga (operator) may not metrics"}
+        client.session.cookie_jar.clear()
+        await login(client, "ada", "admin-pass")
+        assert (await client.get("/metrics")).status == 200
+
+    serve(tmp_path, test)
+
+
+def test_the_session_says_what_the_pages_may_offer(tmp_path: Path) -> None:
+    async def test(client: TestClient[Any, Any], _t: Tickets, _c: Clock) -> None:
+        csrf = await login(client, "vic", "viewer-pass")
+        me = await (await client.get("/api/session")).json()
+        assert me["user"] == "vic" and me["role"] == "viewer" and me["csrf"] == csrf
+        assert me["may"]["start"] is False and me["may"]["type"] is False
+        r = await client.get("/")
+        assert r.status == 200 and "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+    serve(tmp_path, test)
+
+
+def test_assets_never_leave_their_folders(tmp_path: Path) -> None:
+    async def test(client: TestClient[Any, Any], _t: Tickets, _c: Clock) -> None:
+        assert (await client.get("/assets/static/common.js")).status == 200
+        for path in (
+            "/assets/static/../index.html",
+            "/assets/static/%2e%2e/%2e%2e/web.py",
+            "/assets/novnc/../../../web.py",
+            "/assets/nothing/x.js",
+            "/assets/static/missing.js",
+        ):
+            r = await client.get(path)
+            assert r.status == 404, path
 
     serve(tmp_path, test)

@@ -3,13 +3,19 @@ self-signed pair made by the real openssl command when none is configured."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
 import pytest
+import structlog
+from aiohttp import ClientSession
 
+from vmbundle.controller import main as controller_main
 from vmbundle.controller import tls
+from vmbundle.controller.daemon import Controller
 from vmbundle.errors import ConfigError
+from vmbundle.service.controller import ControllerPaths
 from vmbundle.settings import HostSettings, parse
 
 
@@ -41,3 +47,40 @@ def test_a_configured_pair_that_cannot_serve_is_one_clear_error(tmp_path: Path) 
         parse({"web": {"cert": str(cert)}}, None)
     with pytest.raises(ConfigError, match=r"web\.port: must be a TCP port"):
         parse({"web": {"port": 70000}}, None)
+
+
+def test_beyond_loopback_the_console_answers_https_only(tmp_path: Path) -> None:
+    """Served for real on every address: plain HTTP gets no HTTP answer at all, HTTPS
+    (with the self-signed pair) gets the API's refusal of a request with no session."""
+    settings = HostSettings(
+        web_listen="0.0.0.0", web_port=0, run_dir=tmp_path / "run", source=tmp_path / "vm.toml"
+    )
+    paths = ControllerPaths.under(settings.run_dir)
+    paths.dir.mkdir(parents=True)
+
+    async def main() -> None:
+        ctl = Controller(settings, structlog.get_logger("test"))
+        runner = await controller_main._serve_web(ctl, settings, paths)
+        try:
+            url = paths.web_url.read_text().strip()
+            assert url.startswith("https://0.0.0.0:"), url
+            port = int(url.rstrip("/").rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /api/guests HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(4096), 10)
+            writer.close()
+            assert b"HTTP/" not in answer, answer
+            insecure = ssl.create_default_context()
+            insecure.check_hostname = False
+            insecure.verify_mode = ssl.CERT_NONE
+            async with (
+                ClientSession() as client,
+                client.get(f"https://127.0.0.1:{port}/api/guests", ssl=insecure) as r,
+            ):
+                assert r.status == 401
+                assert "log in first" in (await r.json())["error"]
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())

@@ -24,11 +24,13 @@ from vmbundle.errors import ConfigError, UsageError, VmbundleError
 from vmbundle.locks import exclusive
 
 ROLES = ("admin", "operator", "viewer")
-# What each role may do; admin may do everything.
+# What each role may do; admin may do everything. "console" is watching a guest's
+# screen; "type" is sending it input there (keys, mouse, clipboard): without it the
+# console is view-only.
 _CAN = {
-    "viewer": frozenset({"list", "thumbnail"}),
+    "viewer": frozenset({"list", "thumbnail", "console"}),
     "operator": frozenset(
-        {"list", "thumbnail", "console", "serial", "start", "stop", "poweroff", "reset"}
+        {"list", "thumbnail", "console", "type", "serial", "start", "stop", "poweroff", "reset"}
     ),
 }
 NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")

@@ -10,9 +10,13 @@
   GET  /api/problems                   (viewer) bundles the controller will not import
   GET  /api/guests/{name}/thumbnail    (viewer) PNG, 320 wide, only of a running guest
   POST /api/guests/{name}/{start|stop|poweroff|reset}   (operator) through SMF or QMP
-  POST /api/guests/{name}/console      (operator) -> {"ticket", "url"}
+  POST /api/guests/{name}/console      (viewer) -> {"ticket", "url", "view_only"}
   GET  /ws/console/{name}?ticket=...   the guest's VNC stream (noVNC), one ticket each
   GET  /metrics                        (admin, or [web] metrics_token as a Bearer token)
+
+The console's client-to-guest half goes through controller.rfb: every client is
+shared (two may watch one guest), and a user who may not "type" (a viewer) gets a
+view-only console, whose keys, mouse and clipboard are dropped here, server-side.
 
 Every request but login needs the session cookie; every POST needs the session's
 CSRF token in the X-CSRF-Token header; every action is logged with the user.
@@ -28,10 +32,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from vmbundle.controller import api
 from vmbundle.controller.daemon import Controller
+from vmbundle.controller.rfb import ClientStream, RfbRefused
 from vmbundle.controller.sessions import LoginRefused, Session, Sessions
 from vmbundle.controller.tickets import Grant, TicketRefused, Tickets
 from vmbundle.errors import VmbundleError
@@ -243,8 +248,16 @@ async def console_ticket(request: web.Request) -> web.Response:
     name = api.name_of(request)
     api.session_of(request.app[api.CONTROLLER_KEY], name)  # running, or 409
     ticket = request.app[TICKETS_KEY].issue(Grant(s.user.name, s.id, name))
-    _log(request, s.user, "console", vm=name)
-    return web.json_response({"ticket": ticket, "url": f"/ws/console/{name}?ticket={ticket}"})
+    view_only = _view_only(s.user)
+    _log(request, s.user, "console", vm=name, view_only=view_only)
+    return web.json_response(
+        {"ticket": ticket, "url": f"/ws/console/{name}?ticket={ticket}", "view_only": view_only}
+    )
+
+
+def _view_only(user: User) -> bool:
+    """Whether the user only watches: their console drops their keys, mouse and clipboard."""
+    return not user.may("type")
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -272,12 +285,18 @@ async def console_socket(request: web.Request) -> web.StreamResponse:
     # noVNC offers no subprotocol since 1.2; answer "binary" to one that does.
     ws = web.WebSocketResponse(protocols=("binary",), compress=False, max_msg_size=1 << 22)
     await ws.prepare(request)
-    await _pump(ws, reader, writer)
+    stream = ClientStream(view_only=_view_only(s.user))
+    log = ctl.log.bind(user=s.user.name, vm=name)
+    await _pump(ws, reader, writer, stream, log)
     return ws
 
 
 async def _pump(
-    ws: web.WebSocketResponse, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ws: web.WebSocketResponse,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    stream: ClientStream,
+    log: Any,
 ) -> None:
     async def from_guest() -> None:
         while data := await reader.read(1 << 16):
@@ -288,8 +307,17 @@ async def _pump(
             if msg.type != WSMsgType.BINARY:
                 await ws.close(code=1003, message=b"binary frames only")
                 return
-            writer.write(msg.data)
-            await writer.drain()
+            try:
+                data = stream.feed(msg.data)
+            except RfbRefused as exc:
+                log.warning("web.console_refused", error=str(exc))
+                # A close reason is at most 123 bytes.
+                reason = str(exc).encode()[:123]
+                await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=reason)
+                return
+            if data:
+                writer.write(data)
+                await writer.drain()
 
     tasks = [asyncio.create_task(from_guest()), asyncio.create_task(to_guest())]
     try:

@@ -24,11 +24,13 @@ from vmbundle.errors import ConfigError, UsageError, VmbundleError
 from vmbundle.locks import exclusive
 
 ROLES = ("admin", "operator", "viewer")
-# What each role may do; admin may do everything.
+# What each role may do; admin may do everything (a force off and /metrics among it).
+# "console" and "serial" are watching a guest's screen and serial console; "type" is
+# sending it input there (keys, mouse, clipboard): without it both are view-only.
 _CAN = {
-    "viewer": frozenset({"list", "thumbnail"}),
+    "viewer": frozenset({"list", "thumbnail", "console", "serial"}),
     "operator": frozenset(
-        {"list", "thumbnail", "console", "serial", "type", "start", "stop", "poweroff", "reset"}
+        {"list", "thumbnail", "console", "serial", "type", "start", "stop", "reset"}
     ),
 }
 NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")

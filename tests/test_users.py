@@ -44,11 +44,13 @@ def test_a_damaged_or_foreign_hash_never_verifies() -> None:
 
 def test_roles_allow_what_the_issue_says() -> None:
     admin, operator, viewer = (users.User("u", r, "") for r in ("admin", "operator", "viewer"))
-    for action in ("list", "thumbnail"):
+    # A viewer watches a console and the serial console; only who may type sends input.
+    for action in ("list", "thumbnail", "console", "serial"):
         assert admin.may(action) and operator.may(action) and viewer.may(action)
-    for action in ("console", "start", "stop", "reset", "poweroff", "serial"):
+    for action in ("type", "start", "stop", "reset"):
         assert admin.may(action) and operator.may(action) and not viewer.may(action)
-    for action in ("metrics", "users", "create"):
+    # An operator's stop asks the guest (ACPI); a force off is an admin's.
+    for action in ("poweroff", "metrics", "users", "create"):
         assert admin.may(action) and not operator.may(action)
 
 

@@ -1,28 +1,50 @@
 """The web console's API refuses what it must (vmbundle.controller.web): no
 session, no CSRF token, a role that may not, and console sockets with no ticket,
-a used one, an expired one, one for another guest, or from another Origin.
+a used one, an expired one, one for another guest, or from another Origin; and its
+console socket, in front of a real QEMU's VNC server, passes an operator's input, a
+viewer's screen requests only, and makes every client shared.
 Served by aiohttp for real, on loopback, to aiohttp's own client."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import os
+import struct
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
-from aiohttp import ClientSession, WSServerHandshakeError
+from aiohttp import (
+    ClientSession,
+    ClientWebSocketResponse,
+    CookieJar,
+    WSCloseCode,
+    WSMessage,
+    WSMsgType,
+    WSServerHandshakeError,
+)
 from aiohttp.test_utils import TestClient, TestServer
+from support.rfb import cut_text, key, pointer, qemu_key, update_request
 
 from vmbundle import users
+from vmbundle.controller import api, web
 from vmbundle.controller import tickets as ticketing
-from vmbundle.controller import web
 from vmbundle.controller.daemon import Controller
+from vmbundle.controller.policy import Reaction
+from vmbundle.controller.session import GuestSession
 from vmbundle.controller.sessions import Sessions
 from vmbundle.controller.tickets import Grant, Tickets
+from vmbundle.guest.boot_record import BootRecord
+from vmbundle.guest.rundir import RunPaths
 from vmbundle.settings import HostSettings
 from vmbundle.users import User
+from vmbundle.vm.model import MiB, VmConfig
 
 FAST = {"n": 1 << 10}
 ACCOUNTS = {
@@ -101,8 +123,9 @@ def test_an_action_needs_the_csrf_token_and_the_role(tmp_path: Path) -> None:
         r = await client.post("/api/guests/web01/start", headers={web.CSRF_HEADER: csrf})
         assert r.status == 403
         assert (await r.json()) == {"error": "vic (viewer) may not start"}
+        # A viewer may watch a console (view-only): past the role, web01 is not running.
         r = await client.post("/api/guests/web01/console", headers={web.CSRF_HEADER: csrf})
-        assert r.status == 403
+        assert r.status == 409
 
     serve(tmp_path, test)
 
@@ -169,6 +192,145 @@ def test_metrics_for_an_admin_or_the_configured_token_only(tmp_path: Path) -> No
     serve(tmp_path, test)
 
 
+# -- the console's RFB filter, against a real QEMU -----------------------------------
+
+QEMU = "/usr/bin/qemu-system-x86_64"
+UUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+FMRI = "svc:/system/vmbundle/vm:web01"
+
+
+@contextlib.contextmanager
+def vnc_only_qemu(run: RunPaths) -> Iterator[tuple[int, Path]]:
+    """A real QEMU with no machine at all (about 50 ms to start): only the web
+    console's VNC server and the controller's QMP monitor, in the guest's run
+    directory. Its trace (stderr, unbuffered) says which input reached it and which
+    VNC clients came and went."""
+    run.dir.mkdir(parents=True)
+    trace = run.dir / "trace.log"
+    argv = [
+        QEMU,
+        "-machine", "none", "-nodefaults", "-display", "none",
+        "-vnc", f"unix:{run.vnc_socket}",
+        "-qmp", f"unix:{run.controller_qmp},server=on,wait=off",
+        "-trace", "vnc_key_event_*", "-trace", "input_event_btn",
+        "-trace", "vnc_client_connect", "-trace", "vnc_client_disconnect_start",
+    ]  # fmt: skip
+    with trace.open("wb") as out:
+        qemu = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    try:
+        yield qemu.pid, trace
+    finally:
+        qemu.terminate()
+        qemu.wait(10)
+
+
+async def _no_reaction(_s: GuestSession, _r: Reaction) -> None:
+    """A guest with no machine never panics nor powers off."""
+
+
+async def _until(done: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not done():
+        assert time.monotonic() < deadline, f"no {what} within 10 s"
+        await asyncio.sleep(0.02)
+
+
+class VncViewer:
+    """noVNC's side of RFB 3.8 with security None, over the console socket."""
+
+    def __init__(self, ws: ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self._got = bytearray()
+
+    async def read(self, n: int) -> bytes:
+        while len(self._got) < n:
+            msg = await self.ws.receive(timeout=10)
+            assert msg.type == WSMsgType.BINARY, msg
+            self._got += msg.data
+        data = bytes(self._got[:n])
+        del self._got[:n]
+        return data
+
+    async def send(self, *messages: bytes) -> None:
+        await self.ws.send_bytes(b"".join(messages))
+
+    async def handshake(self) -> None:
+        """Asking for the screen alone (shared flag 0), as `new RFB(..., {shared: false})` would."""
+        assert await self.read(12) == b"RFB 003.008\n"
+        await self.send(b"RFB 003.008\n")
+        assert await self.read(2) == b"\x01\x01"  # one security type: None
+        await self.send(b"\x01")
+        assert await self.read(4) == bytes(4)  # SecurityResult: OK
+        await self.send(b"\x00")
+        server_init = await self.read(24)
+        await self.read(struct.unpack(">I", server_init[20:])[0])  # the desktop's name
+
+    async def sync(self) -> None:
+        """Ask for a corner of the screen and read the answer: QEMU handles one
+        client's messages in order, so it has handled all those sent before."""
+        await self.send(update_request(0, 0, 0, 8, 8))
+        kind, rects = struct.unpack(">BxH", await self.read(4))
+        assert kind == 0  # FramebufferUpdate
+        for _ in range(rects):
+            _x, _y, w, h, encoding = struct.unpack(">HHHHi", await self.read(12))
+            assert encoding == 0  # raw, 32 bits a pixel
+            await self.read(w * h * 4)
+
+    async def closed(self) -> WSMessage:
+        while True:
+            msg = await self.ws.receive(timeout=10)
+            if msg.type != WSMsgType.BINARY:
+                return msg
+
+
+async def _open_console(
+    stack: contextlib.AsyncExitStack, client: TestClient[Any, Any], user: str, password: str
+) -> tuple[VncViewer, bool]:
+    """Log in (a browser of one's own), ask for web01's console, open its socket."""
+    http = await stack.enter_async_context(ClientSession(cookie_jar=CookieJar(unsafe=True)))
+    r = await http.post(client.make_url("/api/login"), json={"user": user, "password": password})
+    assert r.status == 200, await r.text()
+    csrf = (await r.json())["csrf"]
+    r = await http.post(
+        client.make_url("/api/guests/web01/console"), headers={web.CSRF_HEADER: csrf}
+    )
+    assert r.status == 200, await r.text()
+    answer = await r.json()
+    ws = await http.ws_connect(
+        client.make_url(answer["url"]), headers={"Origin": f"http://{client.host}:{client.port}"}
+    )
+    stack.push_async_callback(ws.close)
+    return VncViewer(ws), answer["view_only"]
+
+
+@pytest.mark.skipif(not os.access(QEMU, os.X_OK), reason="needs qemu-system-x86_64")
+def test_a_viewer_watches_while_an_operator_types(tmp_path: Path) -> None:
+    run = RunPaths.for_guest(tmp_path / "run", "web01")
+
+    async def test(client: TestClient[Any, Any], _t: Tickets, _c: Clock) -> None:
+        ctl: Controller = client.app[api.CONTROLLER_KEY]
+        with vnc_only_qemu(run) as (pid, trace):
+            config = VmConfig(schema_version=1, name="web01", uuid=UUID, ram=128 * MiB, vcpus=1)
+            record = BootRecord(str(tmp_path / "web01"), config, "modern", pid, time.time())
+            # What the controller's reconcile pass makes of a running guest.
+            guest = GuestSession("web01", FMRI, run, record, _no_reaction, ctl.bus, ctl.log)
+            ctl.sessions["web01"] = guest
+            guest.start()
+            try:
+                await _until(lambda: guest.connected, "QMP session")  # QEMU is up
+                async with contextlib.AsyncExitStack() as stack:
+                    await _watch_and_type(stack, client, run, trace)
+            finally:
+                await ctl.close()
+
+    serve(tmp_path, test)
+
+
 def test_the_session_says_what_the_pages_may_offer(tmp_path: Path) -> None:
     async def test(client: TestClient[Any, Any], _t: Tickets, _c: Clock) -> None:
         csrf = await login(client, "vic", "viewer-pass")
@@ -195,3 +357,50 @@ def test_assets_never_leave_their_folders(tmp_path: Path) -> None:
             assert r.status == 404, path
 
     serve(tmp_path, test)
+
+
+async def _watch_and_type(
+    stack: contextlib.AsyncExitStack, client: TestClient[Any, Any], run: RunPaths, trace: Path
+) -> None:
+    olga, view_only = await _open_console(stack, client, "olga", "operator-pass")
+    assert view_only is False
+    await olga.handshake()
+    await olga.send(key(1, 0x61), key(0, 0x61), qemu_key(1, 0x71, 0x10), qemu_key(0, 0x71, 0x10))
+    await olga.send(pointer(1, 10, 10), pointer(0, 10, 10))
+    await olga.sync()
+
+    vic, view_only = await _open_console(stack, client, "vic", "viewer-pass")
+    assert view_only is True
+    # Asking for the screen alone: had that reached QEMU, it would have dropped olga.
+    await vic.handshake()
+    await vic.send(key(1, 0x62), key(0, 0x62), qemu_key(1, 0x77, 0x11), qemu_key(0, 0x77, 0x11))
+    await vic.send(pointer(4, 20, 20), pointer(0, 20, 20), cut_text(b"rm -rf /"))
+    await vic.sync()  # a screen request passes
+    await olga.sync()  # olga is still there
+
+    seen = trace.read_text()
+    assert "vnc_key_event_map down 1, sym 0x61 " in seen
+    assert "vnc_key_event_map down 0, sym 0x61 " in seen
+    assert "vnc_key_event_ext down 1, sym 0x71, keycode 0x10 " in seen
+    assert "button left, down 1" in seen and "button left, down 0" in seen
+    assert "sym 0x62" not in seen and "sym 0x77" not in seen and "button right" not in seen
+    assert seen.count("vnc_client_connect ") == 2 and "disconnect" not in seen
+
+    # What the filter cannot parse closes the socket.
+    await vic.send(update_request(), bytes([7]))
+    closing = await vic.closed()
+    assert closing.type == WSMsgType.CLOSE and closing.data == WSCloseCode.PROTOCOL_ERROR
+    assert closing.extra == "client message type 7: not one the console passes"
+
+    # QEMU does drop the others for a client that asks for the screen alone unfiltered:
+    # olga stayed above because her flag and vic's arrived as 1.
+    reader, writer = await asyncio.open_unix_connection(str(run.vnc_socket))
+    assert await reader.readexactly(12) == b"RFB 003.008\n"
+    writer.write(b"RFB 003.008\n")
+    assert await reader.readexactly(2) == b"\x01\x01"
+    writer.write(b"\x01")
+    assert await reader.readexactly(4) == bytes(4)
+    writer.write(b"\x00")
+    await reader.readexactly(24)
+    assert (await olga.closed()).type == WSMsgType.CLOSE
+    writer.close()

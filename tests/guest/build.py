@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Build the vmbundle test guest: a small bootable x86 ISO (isolinux, a Debian kernel and
 a busybox initramfs) that reports its disks and NICs on the serial console, paints a
-banner on the VGA console, powers off on the ACPI power button and takes commands
-(poweroff, panic, reboot) on the serial console. See tests/guest/init for what the guest
-does, its commands and the exact serial line formats.
+banner on the VGA console with a prompt under it that echoes what is typed on the
+keyboard (the keyboard drivers, i8042 and atkbd, are built into Debian's kernel), powers
+off on the ACPI power button and takes commands (poweroff, panic, reboot) on the serial
+console. See tests/guest/init for what the guest does, its commands and the exact serial
+line formats.
 
     python3 tests/guest/build.py [--refresh] [--force] [--quiet]
 

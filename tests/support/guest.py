@@ -4,7 +4,8 @@
     iso = test_guest_iso()   # cached under ${VMBUNDLE_CACHE:-~/.cache/vmbundle}/guest/
 
 What the guest prints on its serial console (lines end in CRLF), what it paints on the
-VGA console and how it reacts to the ACPI power button: see tests/guest/init.
+VGA console, how it echoes keys typed on its keyboard and how it reacts to the ACPI power
+button: see tests/guest/init.
 """
 
 from __future__ import annotations

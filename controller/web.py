@@ -228,16 +228,12 @@ async def action(request: web.Request) -> web.Response:
     try:
         if verb == "start":
             await asyncio.to_thread(lifecycle.start, name, wait=False)
-        elif verb == "stop":
-            await asyncio.to_thread(lifecycle.stop, name, wait=False)
+        elif verb in ("stop", "poweroff"):
+            # SMF owns the state: its stop method quits QEMU, so that is no crash to restart.
+            force_in = ctl.settings.run_dir if verb == "poweroff" else None
+            await asyncio.to_thread(lifecycle.stop, name, wait=False, force_in=force_in)
         else:
-            session = api.session_of(ctl, name)
-            command = "quit" if verb == "poweroff" else "system_reset"
-            if verb == "poweroff":
-                # SMF owns the state: disable first, so the quit is not a crash to restart.
-                await asyncio.to_thread(lifecycle.disable, session.fmri)
-            else:
-                await session.execute(command)
+            await api.session_of(ctl, name).execute("system_reset")
     except VmbundleError as exc:
         raise _json_error(409, str(exc)) from None
     return web.json_response({"done": verb, "guest": name})

@@ -138,6 +138,30 @@ def test_a_guest_that_ignores_acpi_is_quit_after_its_stop_timeout(host: ServiceH
     assert not (host.roots / "noos1").exists()
 
 
+def test_a_forced_stop_quits_qemu_without_pressing_the_power_button(host: ServiceHost) -> None:
+    host.create("noos2")
+    host.vmbundle("set", "noos2", "stop_timeout=60")
+    host.run("svcadm", "enable", "-s", f"{VM}:noos2")
+    pid = qemu_pid(host, "noos2")
+    begun = time.monotonic()
+    done = host.vmbundle("stop", "noos2", "--force", "--wait")
+    took = time.monotonic() - begun
+    assert done.stdout == "noos2: disabled\n"
+    assert took < 20, f"a force off waited {took:.1f}s, as for the guest"
+    log = host.log("noos2")
+    assert "forced off: quitting QEMU without asking the guest" in log
+    assert "ACPI power button pressed" not in log.split("forced off")[-1]
+    wait_gone(pid, 5)
+    assert host.state_of("noos2") == "disabled"
+    # The mark went with the run directory: the next stop asks the guest again.
+    host.run("svcadm", "enable", "-s", f"{VM}:noos2")
+    host.vmbundle("set", "noos2", "stop_timeout=1")
+    host.vmbundle("stop", "noos2", "--wait")
+    assert host.log("noos2").count("ACPI power button pressed") == 1
+    host.vmbundle("forget", "noos2")
+    host.vmbundle("destroy", "noos2", "--yes")
+
+
 def test_an_iso_reaches_the_running_guest_on_refresh_and_a_ram_change_waits(
     host: ServiceHost, tmp_path: Path
 ) -> None:

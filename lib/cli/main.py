@@ -160,6 +160,12 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=what)
         sp.add_argument("guest")
         sp.add_argument("--wait", action="store_true", help="wait until it is online or disabled")
+        if name == "stop":
+            sp.add_argument(
+                "--force",
+                action="store_true",
+                help="quit QEMU at once instead of pressing the power button (a power cut)",
+            )
     ls = sub.add_parser("list", help="every guest: SMF state, display, RAM, vCPUs, bundle")
     ls.add_argument("--json", action="store_true")
     ls.add_argument(

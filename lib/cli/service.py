@@ -50,7 +50,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    done = lifecycle.stop(args.guest, wait=args.wait)
+    force_in = host_settings(args).run_dir if args.force else None
+    done = lifecycle.stop(args.guest, wait=args.wait, force_in=force_in)
     print(_outcome(done.name, done.disabled, "disabled", "stopping"))
     return 0
 

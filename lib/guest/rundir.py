@@ -62,6 +62,12 @@ class RunPaths:
         return self.dir / "stopping"
 
     @property
+    def force_off(self) -> Path:
+        """Made by a force off (`vmbundle stop --force`, the web console's Force off)
+        before its disable: the stop method then quits QEMU without asking the guest."""
+        return self.dir / "force-off"
+
+    @property
     def state(self) -> Path:
         return self.dir / "state.json"
 

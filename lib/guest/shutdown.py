@@ -52,7 +52,10 @@ def stop(run: RunPaths, stop_timeout: int, say: Say) -> str:
         return "not running"
     with contextlib.suppress(OSError):
         run.stopping.touch()
-    if not _powered_off(run, pid):
+    if not _powered_off(run, pid) and run.force_off.exists():
+        say(f"{name}: forced off: quitting QEMU without asking the guest")
+        outcome = "quit"
+    elif not _powered_off(run, pid):
         try:
             qmp.execute(run, "system_powerdown", timeout=10.0)
             say(f"{name}: ACPI power button pressed; waiting up to {stop_timeout}s")

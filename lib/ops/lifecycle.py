@@ -13,6 +13,7 @@ import attrs
 
 from vmbundle.adapters import smf
 from vmbundle.errors import ConfigError, ToolError, VmbundleError
+from vmbundle.guest.rundir import RunPaths
 from vmbundle.service import state
 from vmbundle.service.state import UP, Instance
 from vmbundle.settings import HostSettings
@@ -179,8 +180,18 @@ def start(guest: str, *, wait: bool) -> Started:
     return Started(inst.name, persistent, cleared, wait)
 
 
-def stop(guest: str, *, wait: bool) -> Stopped:
+def stop(guest: str, *, wait: bool, force_in: Path | None = None) -> Stopped:
+    """Disable the guest: its stop method presses the power button and waits, or,
+    with force_in (the host's run directory), quits QEMU at once."""
     inst = state.get(state.guest_name(guest))
+    if force_in is not None and inst.state in UP:
+        marker = RunPaths.for_guest(force_in, inst.name).force_off
+        try:
+            marker.touch()
+        except OSError as exc:
+            raise VmbundleError(
+                f"{inst.name}: cannot mark the force off in {marker.parent}: {exc.strerror}"
+            ) from None
     # Temporary: a guest with autostart still comes back when the host boots.
     state.svcadm_to(inst, "disable", ("-t",), wait, "disabled")
     return Stopped(inst.name, wait or (inst.state, inst.next_state) == ("disabled", "-"))

@@ -79,7 +79,7 @@ class Refused(Exception):
         self.line = line
 
 
-async def _qmp(s: GuestSession, command: str, args: dict[str, Any] | None, timeout: float) -> Any:
+async def qmp(s: GuestSession, command: str, args: dict[str, Any] | None, timeout: float) -> Any:
     try:
         return await s.execute(command, args, timeout)
     except NotConnected:
@@ -135,7 +135,7 @@ async def guest(request: web.Request) -> web.Response:
     s = ctl.sessions.get(name)
     if s is not None and s.connected:
         with contextlib.suppress(Refused):
-            s.run_state = run_state_of(await _qmp(s, "query-status", None, 5.0))
+            s.run_state = run_state_of(await qmp(s, "query-status", None, 5.0))
     doc["controller"] = _live(s)
     return web.json_response(doc)
 
@@ -165,7 +165,7 @@ async def qmp_command(request: web.Request) -> web.Response:
             400,
             f'{name}: "timeout" must be seconds, more than 0 and at most {MAX_COMMAND_TIMEOUT:g}',
         )
-    result = await _qmp(session_of(ctl, name), command, args, float(timeout))
+    result = await qmp(session_of(ctl, name), command, args, float(timeout))
     return web.json_response({"return": result})
 
 
@@ -191,7 +191,7 @@ async def screenshot_png(ctl: Controller, name: str, width: int | None) -> bytes
     fd, dump = tempfile.mkstemp(prefix="screendump-", suffix=".ppm", dir=s.run.dir)
     os.close(fd)
     try:
-        await _qmp(s, "screendump", {"filename": dump}, 10.0)
+        await qmp(s, "screendump", {"filename": dump}, 10.0)
         return await asyncio.to_thread(_png, Path(dump), width)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -239,7 +239,7 @@ async def metrics_text(request: web.Request) -> web.Response:
 
 async def _blockstats(s: GuestSession) -> list[dict[str, Any]]:
     with contextlib.suppress(Refused):
-        found = await _qmp(s, "query-blockstats", None, 5.0)
+        found = await qmp(s, "query-blockstats", None, 5.0)
         if isinstance(found, list):
             return [b for b in found if isinstance(b, dict)]
     return []

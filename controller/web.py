@@ -39,6 +39,7 @@ from vmbundle.controller.daemon import Controller
 from vmbundle.controller.rfb import ClientStream, RfbRefused
 from vmbundle.controller.sessions import LoginRefused, Session, Sessions
 from vmbundle.controller.tickets import Grant, TicketRefused, Tickets
+from vmbundle.controller.vnc_target import one_time_password, password_commands, vnc_target
 from vmbundle.errors import VmbundleError
 from vmbundle.ops import lifecycle
 from vmbundle.users import User
@@ -241,13 +242,26 @@ async def action(request: web.Request) -> web.Response:
 
 async def console_ticket(request: web.Request) -> web.Response:
     s = _session(request, "console")
+    ctl = request.app[api.CONTROLLER_KEY]
     name = api.name_of(request)
-    api.session_of(request.app[api.CONTROLLER_KEY], name)  # running, or 409
+    guest = api.session_of(ctl, name)  # running, or 409
+    target = vnc_target(name, guest.record, guest.run, ctl.settings.vnc_listen)
+    password = None
+    if target.one_time_password:
+        password = one_time_password()
+        for command, arguments in password_commands(password):
+            await api.qmp(guest, command, arguments, 10.0)
     ticket = request.app[TICKETS_KEY].issue(Grant(s.user.name, s.id, name))
     view_only = _view_only(s.user)
     _log(request, s.user, "console", vm=name, view_only=view_only)
     return web.json_response(
-        {"ticket": ticket, "url": f"/ws/console/{name}?ticket={ticket}", "view_only": view_only}
+        {
+            "ticket": ticket,
+            "url": f"/ws/console/{name}?ticket={ticket}",
+            "view_only": view_only,
+            # Only for the illumos fork's display, good for one connection within 30 s.
+            "password": password,
+        }
     )
 
 
@@ -274,8 +288,12 @@ async def console_socket(request: web.Request) -> web.StreamResponse:
         raise _json_error(403, str(exc)) from None
     ctl = request.app[api.CONTROLLER_KEY]
     guest = api.session_of(ctl, name)
+    target = vnc_target(name, guest.record, guest.run, ctl.settings.vnc_listen)
     try:
-        reader, writer = await asyncio.open_unix_connection(str(guest.run.vnc_socket))
+        if target.unix is not None:
+            reader, writer = await asyncio.open_unix_connection(str(target.unix))
+        else:
+            reader, writer = await asyncio.open_connection(target.host, target.port)
     except OSError as exc:
         raise _json_error(409, f"{name}: its VNC server does not answer: {exc.strerror}") from None
     # noVNC offers no subprotocol since 1.2; answer "binary" to one that does.

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import struct
 import subprocess
 import time
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyDes  # type: ignore[import-untyped]
 import pytest
 import structlog
 from aiohttp import (
@@ -200,7 +202,7 @@ FMRI = "svc:/system/vmbundle/vm:web01"
 
 
 @contextlib.contextmanager
-def vnc_only_qemu(run: RunPaths) -> Iterator[tuple[int, Path]]:
+def vnc_only_qemu(run: RunPaths, vnc: str | None = None) -> Iterator[tuple[int, Path]]:
     """A real QEMU with no machine at all (about 50 ms to start): only the web
     console's VNC server and the controller's QMP monitor, in the guest's run
     directory. Its trace (stderr, unbuffered) says which input reached it and which
@@ -210,7 +212,7 @@ def vnc_only_qemu(run: RunPaths) -> Iterator[tuple[int, Path]]:
     argv = [
         QEMU,
         "-machine", "none", "-nodefaults", "-display", "none",
-        "-vnc", f"unix:{run.vnc_socket}",
+        "-vnc", vnc or f"unix:{run.vnc_socket}",
         "-qmp", f"unix:{run.controller_qmp},server=on,wait=off",
         "-trace", "vnc_key_event_*", "-trace", "input_event_btn",
         "-trace", "vnc_client_connect", "-trace", "vnc_client_disconnect_start",
@@ -305,7 +307,7 @@ async def _open_console(
         client.make_url(answer["url"]), headers={"Origin": f"http://{client.host}:{client.port}"}
     )
     stack.push_async_callback(ws.close)
-    return VncViewer(ws), answer["view_only"]
+    return VncViewer(ws), answer
 
 
 @pytest.mark.skipif(not os.access(QEMU, os.X_OK), reason="needs qemu-system-x86_64")
@@ -362,15 +364,15 @@ def test_assets_never_leave_their_folders(tmp_path: Path) -> None:
 async def _watch_and_type(
     stack: contextlib.AsyncExitStack, client: TestClient[Any, Any], run: RunPaths, trace: Path
 ) -> None:
-    olga, view_only = await _open_console(stack, client, "olga", "operator-pass")
-    assert view_only is False
+    olga, answer = await _open_console(stack, client, "olga", "operator-pass")
+    assert answer["view_only"] is False and answer["password"] is None
     await olga.handshake()
     await olga.send(key(1, 0x61), key(0, 0x61), qemu_key(1, 0x71, 0x10), qemu_key(0, 0x71, 0x10))
     await olga.send(pointer(1, 10, 10), pointer(0, 10, 10))
     await olga.sync()
 
-    vic, view_only = await _open_console(stack, client, "vic", "viewer-pass")
-    assert view_only is True
+    vic, answer = await _open_console(stack, client, "vic", "viewer-pass")
+    assert answer["view_only"] is True
     # Asking for the screen alone: had that reached QEMU, it would have dropped olga.
     await vic.handshake()
     await vic.send(key(1, 0x62), key(0, 0x62), qemu_key(1, 0x77, 0x11), qemu_key(0, 0x77, 0x11))
@@ -404,3 +406,56 @@ async def _watch_and_type(
     await reader.readexactly(24)
     assert (await olga.closed()).type == WSMsgType.CLOSE
     writer.close()
+
+
+def _vnc_auth_response(password: str, challenge: bytes) -> bytes:
+    """RFB's VNC authentication: DES of the challenge, keyed by the password with
+    each byte's bits reversed (RFC 6143 7.2.2 and its errata)."""
+    key = bytes(int(f"{b:08b}"[::-1], 2) for b in password.encode().ljust(8, b"\0")[:8])
+    return bytes(pyDes.des(key, pyDes.ECB).encrypt(challenge))
+
+
+def _free_display() -> int:
+    for display in range(90, 100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", 5900 + display)) != 0:
+                return display
+    raise AssertionError("no free VNC display in 90..99")
+
+
+@pytest.mark.skipif(not os.access(QEMU, os.X_OK), reason="needs qemu-system-x86_64")
+def test_the_illumos_forks_display_opens_with_a_one_time_password(tmp_path: Path) -> None:
+    """The fork has only the TCP display; modern QEMU's TCP display with password=on
+    stands in for it here (the same QMP set_password and expire_password)."""
+    run = RunPaths.for_guest(tmp_path / "run", "web01")
+    display = _free_display()
+
+    async def test(client: TestClient[Any, Any], _t: Tickets, _c: Clock) -> None:
+        ctl: Controller = client.app[api.CONTROLLER_KEY]
+        with vnc_only_qemu(run, f"127.0.0.1:{display},password=on") as (pid, _trace):
+            config = VmConfig(schema_version=1, name="web01", uuid=UUID, ram=128 * MiB, vcpus=1)
+            record = BootRecord(
+                str(tmp_path / "web01"), config, "illumos-kvm", pid, time.time(), display=display
+            )
+            guest = GuestSession("web01", FMRI, run, record, _no_reaction, ctl.bus, ctl.log)
+            ctl.sessions["web01"] = guest
+            guest.start()
+            try:
+                await _until(lambda: guest.connected, "QMP session")
+                async with contextlib.AsyncExitStack() as stack:
+                    for password, result in ((None, 0), ("wrong-pw", 1)):
+                        viewer, answer = await _open_console(stack, client, "olga", "operator-pass")
+                        assert len(answer["password"]) == 8
+                        assert await viewer.read(12) == b"RFB 003.008\n"
+                        await viewer.send(b"RFB 003.008\n")
+                        assert await viewer.read(2) == b"\x01\x02"  # VNC authentication only
+                        await viewer.send(b"\x02")
+                        challenge = await viewer.read(16)
+                        await viewer.send(
+                            _vnc_auth_response(password or answer["password"], challenge)
+                        )
+                        assert struct.unpack(">I", await viewer.read(4))[0] == result
+            finally:
+                await ctl.close()
+
+    serve(tmp_path, test)

@@ -61,7 +61,9 @@ async function connect() {
     return;
   }
   status("connecting");
-  rfb = new RFB($("screen"), wsUrl(grant.url), { shared: true });
+  // A password comes only for the illumos fork's display: one-time, for this connection.
+  const credentials = grant.password ? { password: grant.password } : undefined;
+  rfb = new RFB($("screen"), wsUrl(grant.url), { shared: true, credentials });
   rfb.viewOnly = Boolean(grant.view_only);
   rfb.focusOnClick = true;
   applyScale();
@@ -72,6 +74,12 @@ async function connect() {
     rfb.focus();
   });
   rfb.addEventListener("disconnect", onDisconnect);
+  rfb.addEventListener("credentialsrequired", () => {
+    // A guest with a VNC password of its own (vm.json vnc.password) on the illumos fork.
+    const password = prompt(`${name}'s VNC password (vnc.password in its vm.json):`);
+    if (password === null) rfb.disconnect();
+    else rfb.sendCredentials({ password });
+  });
   rfb.addEventListener("securityfailure", (e) => message(`${name}: the VNC server refused: ${e.detail.reason ?? e.detail.status}`));
 }
 

@@ -135,6 +135,7 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     s = _session(request, "list")
     request.app[SESSIONS_KEY].logout(s.id)
+    _log(request, s.user, "logout")
     response = web.json_response({})
     response.del_cookie(COOKIE, path="/")
     return response

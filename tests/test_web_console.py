@@ -129,6 +129,40 @@ def serial_text(page: Any) -> str:
     return str(page.evaluate("() => document.querySelector('.xterm-rows')?.innerText ?? ''"))
 
 
+def log_in(browser: Any, url: str, user: str, password: str) -> Any:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(url)
+    page.fill("#login input[name=user]", user)
+    page.fill("#login input[name=password]", password)
+    page.click("#login button[type=submit]")
+    page.locator(f"article[data-guest={GUEST}]").wait_for(timeout=30_000)
+    return page
+
+
+def test_a_viewer_sees_the_list_and_watches_the_console_without_typing(
+    host: ServiceHost, running_guest: str, browser: Any
+) -> None:
+    add_user(host, "vic", "viewer", "vic-pass-1234")
+    url = web_url(host)
+    page = log_in(browser, url, "vic", "vic-pass-1234")
+    card = page.locator(f"article[data-guest={GUEST}]")
+    card.locator(".thumb img[data-loaded]").wait_for(timeout=30_000)
+    assert card.locator("button").count() == 0, "a viewer is offered no actions"
+    card.locator("a .thumb").click()
+    page.locator("body[data-status='connected (view only)']").wait_for(timeout=30_000)
+    assert not page.is_visible("#keys") and not page.is_visible("#paste-open")
+    canvas = page.locator("#screen canvas")
+    before = canvas.screenshot()
+    canvas.click()
+    page.keyboard.type("viewer was here", delay=20)
+    page.keyboard.press("Enter")
+    time.sleep(2)
+    page.screenshot(path=str(OUT / "viewer-console.png"))
+    assert canvas.screenshot() == before, "a viewer's typing reached the guest"
+    page.context.close()
+
+
 def test_log_in_watch_type_paste_read_serial_and_stop(
     host: ServiceHost, running_guest: str, browser: Any
 ) -> None:
@@ -194,6 +228,7 @@ def test_log_in_watch_type_paste_read_serial_and_stop(
         timeout=30,
     )
     assert "vmbundle-testguest: ready" in text, text
+    assert "viewer was here" not in text, "a viewer's typing reached the guest"
     page.screenshot(path=str(OUT / "serial.png"))
 
     # Stop from the list: the guest powers off and the list shows it disabled.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -192,17 +193,24 @@ async def screenshot_png(ctl: Controller, name: str, width: int | None) -> bytes
     os.close(fd)
     try:
         await qmp(s, "screendump", {"filename": dump}, 10.0)
-        return await asyncio.to_thread(_png, Path(dump), width)
+        return await asyncio.to_thread(_png, Path(dump), width, s.screens)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(dump)
 
 
-def _png(dump: Path, width: int | None) -> bytes:
-    image = screenshot.parse_ppm(dump.read_bytes())
+def _png(dump: Path, width: int | None, made: dict[int | None, tuple[bytes, bytes]]) -> bytes:
+    raw = dump.read_bytes()
+    digest = hashlib.blake2b(raw, digest_size=16).digest()
+    last = made.get(width)
+    if last is not None and last[0] == digest:
+        return last[1]
+    image = screenshot.parse_ppm(raw)
     if width is not None:
         image = screenshot.scale(image, width)
-    return screenshot.to_png(image)
+    png = screenshot.to_png(image)
+    made[width] = (digest, png)
+    return png
 
 
 async def events(request: web.Request) -> web.StreamResponse:

@@ -81,6 +81,9 @@ class GuestSession:
         self._lock = asyncio.Lock()
         self.run_state: str | None = None
         self.preserved: str | None = None
+        # The last screenshot made at each width, by the digest of the screendump it
+        # came from: a screen that has not changed costs a screendump, not a PNG.
+        self.screens: dict[int | None, tuple[bytes, bytes]] = {}
         """Why the guest is kept paused (on_crash=preserve), for status."""
         self.events_seen = 0
         self.connects = 0

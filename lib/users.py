@@ -24,11 +24,12 @@ from vmbundle.errors import ConfigError, UsageError, VmbundleError
 from vmbundle.locks import exclusive
 
 ROLES = ("admin", "operator", "viewer")
-# What each role may do; admin may do everything.
+# What each role may do; admin may do everything. "serial" is watching a guest's
+# serial console; "type" is sending keys to it.
 _CAN = {
-    "viewer": frozenset({"list", "thumbnail"}),
+    "viewer": frozenset({"list", "thumbnail", "serial"}),
     "operator": frozenset(
-        {"list", "thumbnail", "console", "serial", "start", "stop", "poweroff", "reset"}
+        {"list", "thumbnail", "console", "serial", "type", "start", "stop", "poweroff", "reset"}
     ),
 }
 NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")

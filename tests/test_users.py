@@ -44,9 +44,9 @@ def test_a_damaged_or_foreign_hash_never_verifies() -> None:
 
 def test_roles_allow_what_the_issue_says() -> None:
     admin, operator, viewer = (users.User("u", r, "") for r in ("admin", "operator", "viewer"))
-    for action in ("list", "thumbnail"):
+    for action in ("list", "thumbnail", "serial"):
         assert admin.may(action) and operator.may(action) and viewer.may(action)
-    for action in ("console", "start", "stop", "reset", "poweroff", "serial"):
+    for action in ("console", "start", "stop", "reset", "poweroff", "type"):
         assert admin.may(action) and operator.may(action) and not viewer.may(action)
     for action in ("metrics", "users", "create"):
         assert admin.may(action) and not operator.may(action)

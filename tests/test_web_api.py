@@ -1,26 +1,34 @@
 """The web console's API refuses what it must (vmbundle.controller.web): no
 session, no CSRF token, a role that may not, and console sockets with no ticket,
-a used one, an expired one, one for another guest, or from another Origin.
-Served by aiohttp for real, on loopback, to aiohttp's own client."""
+a used one, an expired one, one for another guest or channel, or from another
+Origin; the serial socket replays, follows, and takes typing from an operator
+only. Served by aiohttp for real, on loopback, to aiohttp's own client."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
-from aiohttp import ClientSession, WSServerHandshakeError
+from aiohttp import ClientSession, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient, TestServer
+from support.fake_serial import FakeQemu
 
 from vmbundle import users
+from vmbundle.controller import api, web
 from vmbundle.controller import tickets as ticketing
-from vmbundle.controller import web
 from vmbundle.controller.daemon import Controller
+from vmbundle.controller.serial import SerialConsole
 from vmbundle.controller.sessions import Sessions
 from vmbundle.controller.tickets import Grant, Tickets
+from vmbundle.guest.rundir import RunPaths
 from vmbundle.settings import HostSettings
 from vmbundle.users import User
 
@@ -145,5 +153,77 @@ def test_the_console_socket_needs_a_fresh_ticket_for_it_from_this_page(tmp_path:
                 raise AssertionError("connected without a session")
             except WSServerHandshakeError as exc:
                 assert exc.status == 401
+
+    serve(tmp_path, test)
+
+
+def test_the_serial_socket_replays_then_follows_and_only_an_operator_types(tmp_path: Path) -> None:
+    async def test(client: TestClient[Any, Any], tickets: Tickets, _c: Clock) -> None:
+        ctl = client.app[api.CONTROLLER_KEY]
+        top = Path(tempfile.mkdtemp(prefix="vmbw", dir="/tmp"))  # short socket paths
+        run = RunPaths.for_guest(top, "web01")
+        run.dir.mkdir()
+        qemu = FakeQemu(run.serial)
+        await qemu.start()
+        serial = SerialConsole("web01", run, os.getpid(), structlog.get_logger("test"))
+        ctl.serials["web01"] = serial
+        serial.start()
+        origin = f"http://{client.host}:{client.port}"
+        try:
+            await qemu.connected()
+            await qemu.say(b"vmbundle-testguest: ready\r\n")
+            while len(serial.scrollback) < 27:
+                await asyncio.sleep(0.01)
+            # A viewer watches: the scrollback, then the live output; its typing goes nowhere.
+            csrf = await login(client, "vic", "viewer-pass")
+            r = await client.post("/api/guests/web02/serial", headers={web.CSRF_HEADER: csrf})
+            assert r.status == 409 and "not running" in (await r.json())["error"]
+            r = await client.post("/api/guests/web01/serial", headers={web.CSRF_HEADER: csrf})
+            assert r.status == 200
+            url = (await r.json())["url"]
+            assert url.startswith("/ws/serial/web01?ticket=")
+            viewer = await client.ws_connect(url, headers={"Origin": origin})
+            assert await viewer.receive_bytes(timeout=5) == b"vmbundle-testguest: ready\r\n"
+            await viewer.send_bytes(b"poweroff\n")
+            await viewer.send_str("panic\n")
+            await qemu.say(b"live\r\n")
+            assert await viewer.receive_bytes(timeout=5) == b"live\r\n"
+            # An operator types.
+            client.session.cookie_jar.clear()
+            csrf = await login(client, "olga", "operator-pass")
+            (sid,) = [c.value for c in client.session.cookie_jar if c.key == web.COOKIE]
+            # A ticket for the screen never opens the serial console, nor the other way.
+            screen = tickets.issue(Grant("olga", sid, "web01"))
+            assert await _ws_status(client, f"/ws/serial/web01?ticket={screen}", origin) == 403
+            r = await client.post("/api/guests/web01/serial", headers={web.CSRF_HEADER: csrf})
+            ticket = (await r.json())["ticket"]
+            assert await _ws_status(client, f"/ws/console/web01?ticket={ticket}", origin) == 403
+            for bad_origin in ("http://evil.example", None):
+                r = await client.post("/api/guests/web01/serial", headers={web.CSRF_HEADER: csrf})
+                url = (await r.json())["url"]
+                assert await _ws_status(client, url, bad_origin) == 403
+            r = await client.post("/api/guests/web01/serial", headers={web.CSRF_HEADER: csrf})
+            url = (await r.json())["url"]
+            operator = await client.ws_connect(url, headers={"Origin": origin})
+            assert await operator.receive_bytes(timeout=5) == (
+                b"vmbundle-testguest: ready\r\nlive\r\n"
+            )
+            assert await _ws_status(client, url, origin) == 403, "a ticket is good once"
+            await operator.send_str("reboot\n")
+            await operator.send_bytes(b"poweroff\n")
+            deadline = time.monotonic() + 5
+            while bytes(qemu.received) != b"reboot\npoweroff\n":
+                assert time.monotonic() < deadline, bytes(qemu.received)
+                await asyncio.sleep(0.01)
+            # The guest gone: each socket is closed.
+            await serial.close()
+            del ctl.serials["web01"]
+            for ws in (viewer, operator):
+                msg = await ws.receive(timeout=5)
+                assert msg.type == WSMsgType.CLOSE
+        finally:
+            await serial.close()
+            await qemu.close()
+            shutil.rmtree(top, ignore_errors=True)
 
     serve(tmp_path, test)

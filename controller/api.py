@@ -1,7 +1,7 @@
 """The local API: HTTP on a UNIX socket only root can open, for the CLI.
 
-  GET  /                        the controller itself (passes, sessions)
-  GET  /guests                  every guest, as `vmbundle list --json`, plus QMP
+  GET  /                        the controller itself (passes, QMP sessions, serial consoles)
+  GET  /guests                  every guest, as `vmbundle list --json`, plus QMP and serial
   GET  /guests/{name}           `vmbundle status --json` fields, plus the live run state
   POST /guests/{name}/qmp       {"execute": CMD, "arguments": {...}}: one command
                                 through the controller's session (one at a time per guest)
@@ -111,21 +111,25 @@ async def about(request: web.Request) -> web.Response:
             "started": ctl.started,
             "passes": ctl.passes,
             "sessions": sorted(n for n, s in ctl.sessions.items() if s.connected),
+            "serial": sorted(n for n, c in ctl.serials.items() if c.connected),
             "problems": len(ctl.problems),
         }
     )
 
 
-def _live(s: GuestSession | None) -> dict[str, Any]:
+def _live(ctl: Controller, name: str) -> dict[str, Any]:
+    s = ctl.sessions.get(name)
+    serial = ctl.serials.get(name)
+    out: dict[str, Any] = {"serial": serial is not None and serial.connected}
     if s is None:
-        return {"attached": False, "run_state": None, "preserved": None}
-    return {"attached": s.connected, "run_state": s.run_state, "preserved": s.preserved}
+        return {"attached": False, "run_state": None, "preserved": None, **out}
+    return {"attached": s.connected, "run_state": s.run_state, "preserved": s.preserved, **out}
 
 
 async def guests(request: web.Request) -> web.Response:
     ctl = request.app[CONTROLLER_KEY]
     rows = await asyncio.to_thread(status_ops.rows, ctl.settings, lambda _line: None)
-    out = [{**r.to_json(), "controller": _live(ctl.sessions.get(r.name))} for r in rows]
+    out = [{**r.to_json(), "controller": _live(ctl, r.name)} for r in rows]
     return web.json_response(out)
 
 
@@ -137,7 +141,7 @@ async def guest(request: web.Request) -> web.Response:
     if s is not None and s.connected:
         with contextlib.suppress(Refused):
             s.run_state = run_state_of(await qmp(s, "query-status", None, 5.0))
-    doc["controller"] = _live(s)
+    doc["controller"] = _live(ctl, name)
     return web.json_response(doc)
 
 

@@ -23,6 +23,7 @@ from vmbundle.adapters import smf
 from vmbundle.controller import plan, policy, world
 from vmbundle.controller.bus import EventBus
 from vmbundle.controller.policy import Reaction
+from vmbundle.controller.serial import SerialConsole
 from vmbundle.controller.session import CommandFailed, GuestSession, NotConnected
 from vmbundle.errors import VmbundleError
 from vmbundle.guest.rundir import RunPaths
@@ -48,6 +49,8 @@ class Controller:
         self.paths = ControllerPaths.under(settings.run_dir)
         self.bus = EventBus()
         self.sessions: dict[str, GuestSession] = {}
+        # One serial console beside each session, for the same boot.
+        self.serials: dict[str, SerialConsole] = {}
         self.wake = asyncio.Event()
         self.world: world.World | None = None
         self.survey: arrivals.Survey | None = None
@@ -168,20 +171,22 @@ class Controller:
         elif isinstance(action, plan.Attach):
             g = seen.guests[action.name]
             assert g.record is not None
-            s = GuestSession(
-                g.name,
-                g.fmri,
-                RunPaths.for_guest(self.settings.run_dir, g.name),
-                g.record,
-                self._react,
-                self.bus,
-                self.log,
-            )
+            run = RunPaths.for_guest(self.settings.run_dir, g.name)
+            s = GuestSession(g.name, g.fmri, run, g.record, self._react, self.bus, self.log)
             self.sessions[g.name] = s
             s.start()
+            serial = SerialConsole(g.name, run, g.record.qemu_pid, s.log)
+            self.serials[g.name] = serial
+            serial.start()
         else:
-            s = self.sessions.pop(action.name)
-            await s.close()
+            await self._detach(action.name)
+
+    async def _detach(self, name: str) -> None:
+        s = self.sessions.pop(name)
+        serial = self.serials.pop(name, None)
+        await s.close()
+        if serial is not None:
+            await serial.close()
 
     async def _import(self, action: plan.Import) -> None:
         log = self.log.bind(vm=action.name, bundle=str(action.path))
@@ -262,6 +267,4 @@ class Controller:
         ]
 
     async def close(self) -> None:
-        for s in list(self.sessions.values()):
-            await s.close()
-        self.sessions.clear()
+        await asyncio.gather(*(self._detach(name) for name in list(self.sessions)))

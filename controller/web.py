@@ -12,6 +12,11 @@
   POST /api/guests/{name}/{start|stop|poweroff|reset}   (operator) through SMF or QMP
   POST /api/guests/{name}/console      (viewer) -> {"ticket", "url", "view_only"}
   GET  /ws/console/{name}?ticket=...   the guest's VNC stream (noVNC), one ticket each
+  POST /api/guests/{name}/serial       (viewer) -> {"ticket", "url", "read_only"}
+  GET  /ws/serial/{name}?ticket=...    the guest's serial console: binary frames of its
+                                       scrollback (the last REPLAY_BYTES), then its live
+                                       output; what the browser sends is typed on it
+                                       when the user may "type" (operator), else dropped
   GET  /metrics                        (admin, or [web] metrics_token as a Bearer token)
 
 The console's client-to-guest half goes through controller.rfb: every client is
@@ -29,6 +34,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from vmbundle.controller import api
 from vmbundle.controller.daemon import Controller
 from vmbundle.controller.rfb import ClientStream, RfbRefused
+from vmbundle.controller.serial import CLOSED, DROPPED, REPLAY_BYTES, SerialConsole
 from vmbundle.controller.sessions import LoginRefused, Session, Sessions
 from vmbundle.controller.tickets import Grant, TicketRefused, Tickets
 from vmbundle.controller.vnc_target import one_time_password, password_commands, vnc_target
@@ -277,22 +284,58 @@ def _view_only(user: User) -> bool:
     return not user.may("type")
 
 
+def _serial_of(ctl: Controller, name: str) -> SerialConsole:
+    serial = ctl.serials.get(name)
+    if serial is None:
+        raise api.Refused(
+            409,
+            f"{name}: not running, so there is no serial console; start it: vmbundle start {name}",
+        )
+    return serial
+
+
+async def serial_ticket(request: web.Request) -> web.Response:
+    s = _session(request, "serial")
+    name = api.name_of(request)
+    _serial_of(request.app[api.CONTROLLER_KEY], name)  # running, or 409
+    ticket = request.app[TICKETS_KEY].issue(Grant(s.user.name, s.id, name, channel="serial"))
+    _log(request, s.user, "serial", vm=name)
+    return web.json_response(
+        {
+            "ticket": ticket,
+            "url": f"/ws/serial/{name}?ticket={ticket}",
+            "read_only": not s.user.may("type"),
+        }
+    )
+
+
 def _same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     return origin is not None and origin == f"{request.scheme}://{request.host}"
 
 
-async def console_socket(request: web.Request) -> web.StreamResponse:
-    name = api.name_of(request)
+def _socket_session(request: web.Request, name: str, channel: str) -> Session:
+    """The session a console or serial socket opens for: the cookie's, from this
+    console's own page, with a ticket for exactly this guest and channel."""
     s = request.app[SESSIONS_KEY].get(request.cookies.get(COOKIE))
     if s is None:
         raise _json_error(401, "log in first: POST /api/login")
     if not _same_origin(request):
-        raise _json_error(403, f"{name}: the console socket must come from this console's own page")
+        raise _json_error(
+            403, f"{name}: the {channel} socket must come from this console's own page"
+        )
     try:
-        request.app[TICKETS_KEY].redeem(request.query.get("ticket"), Grant(s.user.name, s.id, name))
+        request.app[TICKETS_KEY].redeem(
+            request.query.get("ticket"), Grant(s.user.name, s.id, name, channel=channel)
+        )
     except TicketRefused as exc:
         raise _json_error(403, str(exc)) from None
+    return s
+
+
+async def console_socket(request: web.Request) -> web.StreamResponse:
+    name = api.name_of(request)
+    s = _socket_session(request, name, "console")
     ctl = request.app[api.CONTROLLER_KEY]
     guest = api.session_of(ctl, name)
     target = vnc_target(name, guest.record, guest.run, ctl.settings.vnc_listen)
@@ -355,6 +398,48 @@ async def _pump(
         await ws.close()
 
 
+async def serial_socket(request: web.Request) -> web.StreamResponse:
+    name = api.name_of(request)
+    s = _socket_session(request, name, "serial")
+    serial = _serial_of(request.app[api.CONTROLLER_KEY], name)
+    may_type = s.user.may("type")
+    ws = web.WebSocketResponse(protocols=("binary",), compress=False, max_msg_size=1 << 16)
+    await ws.prepare(request)
+    _log(request, s.user, "serial.open", vm=name, typing=may_type)
+    past, sub = serial.subscribe(REPLAY_BYTES)
+
+    async def send(data: bytes) -> None:
+        await ws.send_bytes(data)
+
+    async def typed() -> AsyncIterator[bytes]:
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                data = msg.data
+            elif msg.type == WSMsgType.TEXT:
+                data = msg.data.encode()
+            else:
+                continue
+            # Watching only: what a viewer types goes nowhere.
+            if may_type:
+                yield data
+
+    try:
+        if past:
+            await ws.send_bytes(past)
+        await serial.follow(sub, send, typed(), input_ends=True)
+    except (ConnectionError, OSError):
+        pass  # the browser went away
+    finally:
+        serial.unsubscribe(sub)
+        if sub.ended == DROPPED:
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; reconnect")
+        elif sub.ended == CLOSED:
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"the guest's boot ended")
+        else:
+            await ws.close()
+    return ws
+
+
 def app(ctl: Controller, sessions: Sessions, tickets: Tickets, *, secure: bool) -> web.Application:
     application = web.Application(middlewares=[api.errors], client_max_size=1 << 16)
     application[api.CONTROLLER_KEY] = ctl
@@ -375,9 +460,11 @@ def app(ctl: Controller, sessions: Sessions, tickets: Tickets, *, secure: bool) 
             web.get("/api/guests/{name}", guest),
             web.get("/api/guests/{name}/thumbnail", thumbnail),
             web.post("/api/guests/{name}/console", console_ticket),
+            web.post("/api/guests/{name}/serial", serial_ticket),
             web.post("/api/guests/{name}/{action}", action),
             web.get("/ws/console/{name}", console_socket),
             web.get("/metrics", metrics),
+            web.get("/ws/serial/{name}", serial_socket),
         ]
     )
     return application

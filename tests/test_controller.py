@@ -170,7 +170,7 @@ def test_a_guest_that_powers_itself_off_ends_disabled(a: ServiceHost) -> None:
     a.run("svcadm", "enable", "-s", f"{VM}:off1")
     pid = running_pid(a.guest_run("off1"))
     assert pid is not None
-    serial = SerialLog(a.guest_run("off1").serial)
+    serial = a.serial("off1")
     serial.wait_for("vmbundle-testguest: ready", timeout=120)
     assert "off1" in json.loads(a.vmbundle("memory", "--json").stdout)["guests"]
     serial.send("poweroff")
@@ -193,9 +193,12 @@ def test_a_power_off_while_the_controller_was_down_is_settled_when_it_comes_back
 ) -> None:
     a.create_test_guest("off2")
     a.run("svcadm", "enable", "-s", f"{VM}:off2")
-    serial = SerialLog(a.guest_run("off2").serial)
-    serial.wait_for("vmbundle-testguest: ready", timeout=120)
+    shared = a.serial("off2")
+    shared.wait_for("vmbundle-testguest: ready", timeout=120)
+    shared.close()
     a.run("svcadm", "disable", "-s", CONTROLLER)
+    # The controller let go of QEMU's serial socket: it takes one client again.
+    serial = SerialLog(a.guest_run("off2").serial)
     try:
         # Without the controller, what needs it says so in one line.
         down = a.vmbundle("qmp", "off2", "query-status", check=False)
@@ -212,6 +215,7 @@ def test_a_power_off_while_the_controller_was_down_is_settled_when_it_comes_back
         )
         assert a.state_of("off2") == "online"
     finally:
+        serial.close()  # before the controller comes back for it
         a.run("svcadm", "enable", "-s", CONTROLLER)
     wait("off2 disabled", lambda: a.state_of("off2") == "disabled")
     assert any(
@@ -226,7 +230,7 @@ def test_a_panic_follows_on_crash(a: ServiceHost) -> None:
     a.create_test_guest("crash1")
     a.run("svcadm", "enable", "-s", f"{VM}:crash1")
     pid = running_pid(a.guest_run("crash1"))
-    serial = SerialLog(a.guest_run("crash1").serial)
+    serial = a.serial("crash1")
     serial.wait_for("vmbundle-testguest: ready", timeout=120)
     boots = serial.text.count("vmbundle-testguest: boot kernel")
     serial.send("panic")
@@ -242,7 +246,7 @@ def test_a_panic_follows_on_crash(a: ServiceHost) -> None:
     a.create_test_guest("crash2")
     a.vmbundle("set", "crash2", "on_crash=preserve")
     a.run("svcadm", "enable", "-s", f"{VM}:crash2")
-    serial2 = SerialLog(a.guest_run("crash2").serial)
+    serial2 = a.serial("crash2")
     serial2.wait_for("vmbundle-testguest: ready", timeout=120)
     serial2.send("panic")
     wait(

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import pytest
 from support.host import VMBUNDLE
-from support.serial import SerialLog
 from support.service_host import VM, ServiceHost, service_host
 
 from devhost.kernel import arc as simulated_arc
@@ -87,7 +86,7 @@ def test_starting_guests_lowers_the_arc_maximum_by_the_rule_and_stopping_raises_
     status = host.vmbundle("status", "m3").stdout
     assert "m3: not enough memory: needs 3.3 GiB" in status
     assert ledger(host) == charges
-    serial = SerialLog(host.guest_run("m1").serial)
+    serial = host.serial("m1")
     try:
         serial.wait_for(r"vmbundle-testguest: ready", timeout=120)
         host.vmbundle("stop", "m1", "--wait")

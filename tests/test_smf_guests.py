@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.serial import SerialLog
 from support.service_host import VM, ServiceHost, service_host
 
 from vmbundle.guest.process import pid_alive, running_pid
@@ -98,7 +97,7 @@ def test_enable_boots_the_guest_and_disable_powers_it_off_through_acpi(
         assert (held["run_state"], held["qmp_error"]) == (None, "not answering")
     finally:
         holder.close()
-    serial = SerialLog(host.guest_run("acpi1").serial)
+    serial = host.serial("acpi1")
     try:
         serial.wait_for(r"vmbundle-testguest: ready", timeout=120)
         begun = time.monotonic()
@@ -175,7 +174,7 @@ def test_an_iso_reaches_the_running_guest_on_refresh_and_a_ram_change_waits(
     host.create_test_guest("iso1", "--cdrom")
     host.run("svcadm", "enable", "-s", f"{VM}:iso1")
     pid = qemu_pid(host, "iso1")
-    serial = SerialLog(host.guest_run("iso1").serial)
+    serial = host.serial("iso1")
     try:
         serial.wait_for(r"vmbundle-testguest: ready", timeout=120)
         attach = host.vmbundle("iso", "attach", "iso1", str(iso), "--drive", "cd1")

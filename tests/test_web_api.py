@@ -1,8 +1,9 @@
 """The web console's API refuses what it must (vmbundle.controller.web): no
 session, no CSRF token, a role that may not, and console sockets with no ticket,
-a used one, an expired one, one for another guest, or from another Origin; and its
-console socket, in front of a real QEMU's VNC server, passes an operator's input, a
-viewer's screen requests only, and makes every client shared.
+a used one, an expired one, one for another guest or channel, or from another
+Origin; its console socket, in front of a real QEMU's VNC server, passes an
+operator's input, a viewer's screen requests only, and makes every client shared;
+the serial socket replays, follows, and takes typing from an operator only.
 Served by aiohttp for real, on loopback, to aiohttp's own client."""
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -32,6 +35,7 @@ from aiohttp import (
     WSServerHandshakeError,
 )
 from aiohttp.test_utils import TestClient, TestServer
+from support.fake_serial import FakeQemu
 from support.rfb import cut_text, key, pointer, qemu_key, update_request
 
 from vmbundle import users
@@ -39,6 +43,7 @@ from vmbundle.controller import api, web
 from vmbundle.controller import tickets as ticketing
 from vmbundle.controller.daemon import Controller
 from vmbundle.controller.policy import Reaction
+from vmbundle.controller.serial import SerialConsole
 from vmbundle.controller.session import GuestSession
 from vmbundle.controller.sessions import Sessions
 from vmbundle.controller.tickets import Grant, Tickets
@@ -457,5 +462,75 @@ def test_the_illumos_forks_display_opens_with_a_one_time_password(tmp_path: Path
                         assert struct.unpack(">I", await viewer.read(4))[0] == result
             finally:
                 await ctl.close()
+
+
+def test_the_serial_socket_replays_then_follows_and_only_an_operator_types(tmp_path: Path) -> None:
+    async def test(client: TestClient[Any, Any], tickets: Tickets, _c: Clock) -> None:
+        ctl = client.app[api.CONTROLLER_KEY]
+        top = Path(tempfile.mkdtemp(prefix="vmbw", dir="/tmp"))  # short socket paths
+        run = RunPaths.for_guest(top, "web01")
+        run.dir.mkdir()
+        qemu = FakeQemu(run.serial)
+        await qemu.start()
+        serial = SerialConsole("web01", run, os.getpid(), structlog.get_logger("test"))
+        ctl.serials["web01"] = serial
+        serial.start()
+        origin = f"http://{client.host}:{client.port}"
+        try:
+            await qemu.connected()
+            await qemu.say(b"vmbundle-testguest: ready\r\n")
+            while len(serial.scrollback) < 27:
+                await asyncio.sleep(0.01)
+            # A viewer watches: the scrollback, then the live output; its typing goes nowhere.
+            csrf = await login(client, "vic", "viewer-pass")
+            r = await client.post("/api/guests/web02/serial", headers={web.CSRF_HEADER: csrf})
+            assert r.status == 409 and "not running" in (await r.json())["error"]
+            r = await client.post("/api/guests/web01/serial", headers={web.CSRF_HEADER: csrf})
+            assert r.status == 200
+            url = (await r.json())["url"]
+            assert url.startswith("/ws/serial/web01?ticket=")
+            viewer = await client.ws_connect(url, headers={"Origin": origin})
+            assert await viewer.receive_bytes(timeout=5) == b"vmbundle-testguest: ready\r\n"
+            await viewer.send_bytes(b"poweroff\n")
+            await viewer.send_str("panic\n")
+            await qemu.say(b"live\r\n")
+            assert await viewer.receive_bytes(timeout=5) == b"live\r\n"
+            # An operator types.
+            client.session.cookie_jar.clear()
+            csrf = await login(client, "olga", "operator-pass")
+            (sid,) = [c.value for c in client.session.cookie_jar if c.key == web.COOKIE]
+            # A ticket for the screen never opens the serial console, nor the other way.
+            screen = tickets.issue(Grant("olga", sid, "web01"))
+            assert await _ws_status(client, f"/ws/serial/web01?ticket={screen}", origin) == 403
+            r = await client.post("/api/guests/web01/serial", headers={web.CSRF_HEADER: csrf})
+            ticket = (await r.json())["ticket"]
+            assert await _ws_status(client, f"/ws/console/web01?ticket={ticket}", origin) == 403
+            for bad_origin in ("http://evil.example", None):
+                r = await client.post("/api/guests/web01/serial", headers={web.CSRF_HEADER: csrf})
+                url = (await r.json())["url"]
+                assert await _ws_status(client, url, bad_origin) == 403
+            r = await client.post("/api/guests/web01/serial", headers={web.CSRF_HEADER: csrf})
+            url = (await r.json())["url"]
+            operator = await client.ws_connect(url, headers={"Origin": origin})
+            assert await operator.receive_bytes(timeout=5) == (
+                b"vmbundle-testguest: ready\r\nlive\r\n"
+            )
+            assert await _ws_status(client, url, origin) == 403, "a ticket is good once"
+            await operator.send_str("reboot\n")
+            await operator.send_bytes(b"poweroff\n")
+            deadline = time.monotonic() + 5
+            while bytes(qemu.received) != b"reboot\npoweroff\n":
+                assert time.monotonic() < deadline, bytes(qemu.received)
+                await asyncio.sleep(0.01)
+            # The guest gone: each socket is closed.
+            await serial.close()
+            del ctl.serials["web01"]
+            for ws in (viewer, operator):
+                msg = await ws.receive(timeout=5)
+                assert msg.type == WSMsgType.CLOSE
+        finally:
+            await serial.close()
+            await qemu.close()
+            shutil.rmtree(top, ignore_errors=True)
 
     serve(tmp_path, test)

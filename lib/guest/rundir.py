@@ -1,7 +1,9 @@
 """The run directory: what belongs to one boot of a guest, never to its bundle.
 
 `<run_dir>/<name>/` holds QEMU's pid file, its two QMP monitors, the serial
-console, the private VNC socket for the web console and a small state file.
+console (QEMU's socket, which the controller holds, and the controller's own
+fan-out socket and scrollback), the private VNC socket for the web console and a
+small state file.
 Tests and devhosts point run_dir elsewhere, so every path derives from it.
 """
 
@@ -43,7 +45,20 @@ class RunPaths:
 
     @property
     def serial(self) -> Path:
+        """QEMU's serial port: a server socket that takes one client at a time, the
+        controller while it runs (see serial_shared)."""
         return self.dir / "console.sock"
+
+    @property
+    def serial_shared(self) -> Path:
+        """The controller's fan-out of the serial console (0600): every client gets
+        the guest's output from the moment it connects, and its input goes to the guest."""
+        return self.dir / "serial-shared.sock"
+
+    @property
+    def serial_log(self) -> Path:
+        """The controller's scrollback of the serial console (0600, bounded)."""
+        return self.dir / "serial.log"
 
     @property
     def vnc_socket(self) -> Path:
@@ -72,7 +87,13 @@ class RunPaths:
         return self.dir / "state.json"
 
     def sockets(self) -> tuple[Path, ...]:
-        return (self.controller_qmp, self.control_qmp, self.serial, self.vnc_socket)
+        return (
+            self.controller_qmp,
+            self.control_qmp,
+            self.serial,
+            self.vnc_socket,
+            self.serial_shared,
+        )
 
     def too_long(self) -> list[Path]:
         return [p for p in self.sockets() if len(str(p).encode()) > MAX_SOCKET_PATH]

@@ -1,4 +1,5 @@
-"""Reading a guest's serial console (a UNIX socket QEMU serves) from a test."""
+"""Reading a guest's serial console from a test: QEMU's own socket when no
+controller runs, else the controller's fan-out socket (ServiceHost.serial)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 class SerialLog:
     """Collects what the guest writes to its serial console, from the moment of connect."""
 
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, timeout: float = 30.0, scrollback: Path | None = None) -> None:
+        self._scrollback = scrollback
         deadline = time.monotonic() + timeout
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         while True:
@@ -57,9 +59,30 @@ class SerialLog:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._thread.is_alive():
                     raise AssertionError(
-                        f"no {pattern!r} on the serial console; got:\n{self._text[-3000:]}"
+                        f"no {pattern!r} on the serial console{self._earlier(rx)}; "
+                        f"got:\n{self._text[-3000:]}"
                     )
                 self._cond.wait(left)
+
+    def _earlier(self, rx: re.Pattern[str]) -> str:
+        """Said when the guest wrote it before this client connected: the
+        controller's scrollback has it, the live stream cannot."""
+        if self._scrollback is None:
+            return ""
+        try:
+            past = self._scrollback.read_bytes().decode(errors="replace").replace("\r", "")
+        except OSError:
+            return ""
+        return (
+            " (it is in the scrollback: the guest wrote it before this client connected)"
+            if rx.search(past)
+            else ""
+        )
+
+    def ended(self, timeout: float) -> bool:
+        """Whether the other end closed the connection, waiting up to timeout."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def send(self, line: str) -> None:
         """Write line and a newline to the guest's serial console (the test guest takes

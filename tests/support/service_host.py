@@ -19,6 +19,7 @@ import attrs
 from support.devhost import devhost, tear_down
 from support.guest import test_guest_iso
 from support.host import VMBUNDLE
+from support.serial import SerialLog
 from vmbundle.adapters import controller_api
 from vmbundle.errors import VmbundleError
 from vmbundle.guest import boot_record
@@ -91,6 +92,23 @@ class ServiceHost:
 
     def qmp(self, name: str, command: str, arguments: dict[str, Any] | None = None) -> Any:
         return qmp.execute(self.guest_run(name), command, arguments)
+
+    def serial(self, name: str, timeout: float = 60) -> SerialLog:
+        """The guest's serial console through the controller, which holds QEMU's
+        own socket (one client at a time), once the controller is attached to it:
+        every line the guest writes from then on arrives, and what is sent reaches
+        the guest. Lines written before are only in the scrollback
+        (RunPaths.serial_log); the controller attaches soon after the start
+        method returns, before the test guest's first line."""
+        deadline = time.monotonic() + timeout
+        while name not in self.controller().get("serial", ()):
+            assert time.monotonic() < deadline, (
+                f"{name}: the controller never held its serial console (the guest is "
+                f"{self.state_of(name)})"
+            )
+            time.sleep(0.05)
+        run = self.guest_run(name)
+        return SerialLog(run.serial_shared, timeout=timeout, scrollback=run.serial_log)
 
     # -- the controller, which `smf install` imports enabled ------------------------
 

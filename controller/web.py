@@ -4,7 +4,8 @@
                                        /serial/{name}: a guest's screen and serial console
   POST /api/login                      {"user", "password"} -> session cookie + {"csrf"}
   POST /api/logout
-  GET  /api/session                    who is logged in: {"user", "role", "csrf", "may"}
+  GET  /api/session                    who is logged in: {"user", "role", "csrf", "may"},
+                                       or {"user": null}
   GET  /api/guests                     (viewer) the guests, as the local API lists them
   GET  /api/guests/{name}              (viewer) one guest, as `vmbundle status --json`
   GET  /api/problems                   (viewer) bundles the controller will not import
@@ -155,6 +156,9 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def whoami(request: web.Request) -> web.Response:
+    # Asked by every page as it loads: no session is an answer here, not an error.
+    if request.app[SESSIONS_KEY].get(request.cookies.get(COOKIE)) is None:
+        return web.json_response({"user": None})
     s = _session(request, "list")
     may = {a: s.user.may(a) for a in PAGE_ACTIONS}
     listen = request.app[api.CONTROLLER_KEY].settings.vnc_listen

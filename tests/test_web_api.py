@@ -340,6 +340,7 @@ def test_a_viewer_watches_while_an_operator_types(tmp_path: Path) -> None:
 
 def test_the_session_says_what_the_pages_may_offer(tmp_path: Path) -> None:
     async def test(client: TestClient[Any, Any], _t: Tickets, _c: Clock) -> None:
+        assert await (await client.get("/api/session")).json() == {"user": None}
         csrf = await login(client, "vic", "viewer-pass")
         me = await (await client.get("/api/session")).json()
         assert me["user"] == "vic" and me["role"] == "viewer" and me["csrf"] == csrf

@@ -30,14 +30,10 @@ export async function api(method, path, body) {
 
 // Who is logged in, or null.
 export async function session() {
-  try {
-    const me = await api("GET", "/api/session");
-    csrf = me.csrf;
-    return me;
-  } catch (e) {
-    if (e instanceof ApiError && e.status === 401) return null;
-    throw e;
-  }
+  const me = await api("GET", "/api/session");
+  if (me.user === null) return null;
+  csrf = me.csrf;
+  return me;
 }
 
 export async function login(user, password) {

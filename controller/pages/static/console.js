@@ -9,6 +9,7 @@ const backoff = new Backoff();
 let me = null;
 let rfb = null;
 let leaving = false;
+let connects = 0;
 
 document.title = `${name}: console`;
 $("title").textContent = name;
@@ -69,6 +70,7 @@ async function connect() {
   applyScale();
   rfb.addEventListener("connect", () => {
     backoff.reset();
+    document.body.dataset.connects = String(++connects);
     message(null);
     status(rfb.viewOnly ? "connected (view only)" : "connected");
     rfb.focus();

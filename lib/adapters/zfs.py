@@ -1,4 +1,5 @@
-"""The `zfs` command lines: listing filesystems, creating and destroying datasets.
+"""The `zfs` command lines: listing filesystems, creating and destroying datasets,
+and the snapshots, rollbacks and clones of a bundle.
 
 Only options that both illumos ZFS and zfs-fuse 0.7.0 (pool version 23) have are
 used: no `zfs list -p`, no `zfs create -p`, no `zfs rename` (zfs-fuse always
@@ -98,6 +99,44 @@ def destroy(name: str, recursive: bool, *, binary: str = DEFAULT_BINARY) -> None
                 raise
         time.sleep(pause)
     _run(argv)
+
+
+@attrs.frozen
+class Snapshot:
+    name: str  # dataset@snap
+    used: str  # as zfs prints it: 12K, 1.5M
+    creation: str  # as zfs prints it: Tue Dec  1 18:25 2026
+
+    @property
+    def short(self) -> str:
+        return self.name.partition("@")[2]
+
+
+def snapshot(name: str, *, binary: str = DEFAULT_BINARY) -> None:
+    """`zfs snapshot dataset@snap`: every file of the dataset at one instant."""
+    _run([binary, "snapshot", _checked_name(name)])
+
+
+def snapshots(dataset: str, *, binary: str = DEFAULT_BINARY) -> list[Snapshot]:
+    """The snapshots of dataset itself (not of its children), oldest first."""
+    argv = [binary, "list", "-H", "-o", "name,used,creation", "-s", "creation"]
+    out = _run([*argv, "-t", "snapshot", "-r", _checked_name(dataset)])
+    found = []
+    for line in out.splitlines():
+        name, used, creation = line.split("\t")
+        if name.startswith(f"{dataset}@"):
+            found.append(Snapshot(name, used, creation))
+    return found
+
+
+def rollback(name: str, *, discard_newer: bool, binary: str = DEFAULT_BINARY) -> None:
+    """`zfs rollback [-r] dataset@snap`; -r destroys the snapshots taken after it."""
+    _run([binary, "rollback", *(["-r"] if discard_newer else []), _checked_name(name)])
+
+
+def clone(origin: str, target: str, *, binary: str = DEFAULT_BINARY) -> None:
+    """`zfs clone dataset@snap target`: a new filesystem sharing the snapshot's blocks."""
+    _run([binary, "clone", _checked_name(origin), _checked_name(target)])
 
 
 def available(*, binary: str = DEFAULT_BINARY) -> bool:

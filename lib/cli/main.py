@@ -35,6 +35,11 @@ _COMMANDS = {
     "qmp": ("controller", "cmd_qmp"),
     "events": ("controller", "cmd_events"),
     "user": ("users", "cmd_user"),
+    "snapshot": ("snapshots", "cmd_snapshot"),
+    "snapshots": ("snapshots", "cmd_snapshots"),
+    "rollback": ("snapshots", "cmd_rollback"),
+    "snapshot-destroy": ("snapshots", "cmd_snapshot_destroy"),
+    "clone": ("snapshots", "cmd_clone"),
 }
 
 
@@ -199,6 +204,30 @@ def _parser() -> argparse.ArgumentParser:
     qm.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     ev = sub.add_parser("events", help="follow the controller's events, one JSON line each")
     ev.add_argument("guest", nargs="?", help="only this guest's")
+
+    sn = sub.add_parser("snapshot", help="one ZFS snapshot of the whole guest: disks and vm.json")
+    sn.add_argument("guest")
+    sn.add_argument("snapshot", nargs="?", help="its name (default vmbundle-<UTC time>)")
+    sn.add_argument(
+        "--consistent",
+        action="store_true",
+        help="pause a running guest for the instant of the snapshot (QMP stop, cont)",
+    )
+    sl = sub.add_parser("snapshots", help="the guest's snapshots, oldest first")
+    sl.add_argument("guest")
+    sl.add_argument("--json", action="store_true")
+    rb = sub.add_parser("rollback", help="put a stopped guest back as its snapshot has it")
+    rb.add_argument("guest")
+    rb.add_argument("snapshot")
+    rb.add_argument(
+        "--discard-newer", action="store_true", help="destroy the snapshots taken after it"
+    )
+    sd = sub.add_parser("snapshot-destroy", help="destroy one of the guest's snapshots")
+    sd.add_argument("guest")
+    sd.add_argument("snapshot")
+    cl = sub.add_parser("clone", help="a new guest from a snapshot, imported disabled")
+    cl.add_argument("source", metavar="NAME@SNAP")
+    cl.add_argument("new_name", metavar="NEWNAME")
 
     us = sub.add_parser("user", help="the web console's users: add, list, remove")
     usub = us.add_subparsers(dest="user_command", required=True, metavar="add|list|remove")

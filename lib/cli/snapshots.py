@@ -1,0 +1,54 @@
+"""snapshot, snapshots, rollback, snapshot-destroy, clone: print what
+vmbundle.ops.snapshots did."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import attrs
+
+from vmbundle.cli.common import host_settings
+from vmbundle.ops import snapshots
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    taken = snapshots.take(
+        host_settings(args), args.guest, args.snapshot, consistent=args.consistent
+    )
+    paused = f" (the guest was paused for {taken.paused * 1000:.0f} ms)" if taken.paused else ""
+    print(f"{taken.snapshot}{paused}")
+    return 0
+
+
+def cmd_snapshots(args: argparse.Namespace) -> int:
+    found = snapshots.listing(host_settings(args), args.guest)
+    if args.json:
+        print(json.dumps([{**attrs.asdict(s), "snapshot": s.short} for s in found], indent=2))
+        return 0
+    width = max([len(s.short) for s in found] + [len("SNAPSHOT")])
+    print(f"{'SNAPSHOT':<{width}}  {'USED':>6}  TAKEN")
+    for s in found:
+        print(f"{s.short:<{width}}  {s.used:>6}  {s.creation}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    full = snapshots.rollback(
+        host_settings(args), args.guest, args.snapshot, discard_newer=args.discard_newer
+    )
+    print(f"{args.guest}: rolled back to {full}")
+    return 0
+
+
+def cmd_snapshot_destroy(args: argparse.Namespace) -> int:
+    print(f"destroyed {snapshots.destroy(host_settings(args), args.guest, args.snapshot)}")
+    return 0
+
+
+def cmd_clone(args: argparse.Namespace) -> int:
+    done = snapshots.clone(host_settings(args), args.source, args.new_name)
+    print(
+        f"{done.name}: cloned into {done.path} ({done.dataset}), imported as {done.fmri}, disabled"
+    )
+    return 0

@@ -5,11 +5,11 @@ a clone is a guest of its own; a plain-directory bundle says it has none."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.disks import holds, write
 from support.service_host import VM, ServiceHost, service_host
 
 pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
@@ -19,27 +19,6 @@ pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
 def host(zfs_pool: object) -> Iterator[ServiceHost]:
     with service_host() as h:
         yield h
-
-
-def write(host: ServiceHost, name: str, drive: str, pattern: int) -> None:
-    """A write through the running guest's own block layer (HMP qemu-io)."""
-    # HMP's qemu-io answers nothing on success; holds() reads the result back.
-    out = host.qmp(
-        name,
-        "human-monitor-command",
-        {"command-line": f'qemu-io {drive} "write -P {pattern:#x} 0 64k"'},
-    )
-    assert out == "", out
-
-
-def holds(disk: Path, pattern: int) -> bool:
-    proc = subprocess.run(
-        ["qemu-io", "-r", "-f", "qcow2", "-c", f"read -P {pattern:#x} 0 64k", str(disk)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return "Pattern verification failed" not in proc.stdout
 
 
 def description(path: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import attrs
 
 from vmbundle.adapters.run import run_tool
-from vmbundle.errors import ToolError, VmbundleError
+from vmbundle.errors import ToolError, ToolMissing, VmbundleError
 
 DEFAULT_BINARY = "zfs"
 
@@ -137,6 +138,41 @@ def rollback(name: str, *, discard_newer: bool, binary: str = DEFAULT_BINARY) ->
 def clone(origin: str, target: str, *, binary: str = DEFAULT_BINARY) -> None:
     """`zfs clone dataset@snap target`: a new filesystem sharing the snapshot's blocks."""
     _run([binary, "clone", _checked_name(origin), _checked_name(target)])
+
+
+def send(
+    snapshot: str, out_fd: int, *, incremental_from: str | None = None, binary: str = DEFAULT_BINARY
+) -> None:
+    """`zfs send [-i FROM] dataset@snap`, the stream written to out_fd as it comes."""
+    inc = ["-i", _checked_name(incremental_from)] if incremental_from else []
+    _stream(
+        [binary, "send", *inc, _checked_name(snapshot)], stdin=subprocess.DEVNULL, stdout=out_fd
+    )
+
+
+def receive(into: str, in_fd: int, *, force: bool, binary: str = DEFAULT_BINARY) -> str:
+    """`zfs receive -v -e [-F] ROOT` from in_fd: the stream's filesystem lands under
+    ROOT by the last element of its name. -F first rolls the target back to its last
+    snapshot (an incremental onto a replica that was mounted, and so touched). The
+    snapshot received, as zfs -v names it."""
+    argv = [binary, "receive", "-v", "-e", *(["-F"] if force else []), _checked_name(into)]
+    out = _stream(argv, stdin=in_fd, stdout=subprocess.PIPE)
+    found = re.search(r" into (\S+@\S+)", out)
+    if found is None:
+        raise ToolError(argv, 0, f"zfs receive named no snapshot it made: {out.strip()!r}")
+    return found.group(1)
+
+
+def _stream(argv: list[str], *, stdin: int, stdout: int) -> str:
+    """Run zfs on a stream, with no timeout (a stream takes as long as it takes)."""
+    try:
+        proc = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, text=True)
+    except FileNotFoundError as exc:
+        raise ToolMissing(argv, None, f"command not found: {argv[0]}") from exc
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        raise ToolError(argv, proc.returncode, "\n".join(lines[1:] + lines[:1]))
+    return proc.stdout or ""
 
 
 def available(*, binary: str = DEFAULT_BINARY) -> bool:

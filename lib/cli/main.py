@@ -40,6 +40,8 @@ _COMMANDS = {
     "rollback": ("snapshots", "cmd_rollback"),
     "snapshot-destroy": ("snapshots", "cmd_snapshot_destroy"),
     "clone": ("snapshots", "cmd_clone"),
+    "send": ("snapshots", "cmd_send"),
+    "recv": ("snapshots", "cmd_recv"),
 }
 
 
@@ -228,6 +230,18 @@ def _parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("clone", help="a new guest from a snapshot, imported disabled")
     cl.add_argument("source", metavar="NAME@SNAP")
     cl.add_argument("new_name", metavar="NEWNAME")
+
+    se = sub.add_parser("send", help="the guest as a ZFS stream on stdout, full or incremental")
+    se.add_argument("guest")
+    se.add_argument("--from", dest="from_snapshot", help="incremental from this snapshot")
+    se.add_argument(
+        "--to", dest="to_snapshot", help="send this snapshot (default: take a consistent one)"
+    )
+    rv = sub.add_parser("recv", help="read a guest's ZFS stream from stdin into a bundle root")
+    rv.add_argument("root", nargs="?", help="a ZFS bundle root (default: the first configured)")
+    rv.add_argument(
+        "--force", action="store_true", help="roll the replica back to its last snapshot first"
+    )
 
     us = sub.add_parser("user", help="the web console's users: add, list, remove")
     usub = us.add_subparsers(dest="user_command", required=True, metavar="add|list|remove")

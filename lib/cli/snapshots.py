@@ -1,15 +1,18 @@
-"""snapshot, snapshots, rollback, snapshot-destroy, clone: print what
-vmbundle.ops.snapshots did."""
+"""snapshot, snapshots, rollback, snapshot-destroy, clone, send, recv: print what
+vmbundle.ops.snapshots and vmbundle.ops.replication did."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 import attrs
 
 from vmbundle.cli.common import host_settings
-from vmbundle.ops import snapshots
+from vmbundle.errors import UsageError
+from vmbundle.ops import replication, snapshots
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -51,4 +54,36 @@ def cmd_clone(args: argparse.Namespace) -> int:
     print(
         f"{done.name}: cloned into {done.path} ({done.dataset}), imported as {done.fmri}, disabled"
     )
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    if os.isatty(sys.stdout.fileno()):
+        raise UsageError(
+            f"{args.guest}: a ZFS stream does not belong on a terminal; send it somewhere: "
+            f"vmbundle send {args.guest} | ssh HOST vmbundle recv"
+        )
+    sys.stdout.flush()
+    sent = replication.send(
+        host_settings(args),
+        args.guest,
+        sys.stdout.fileno(),
+        from_snapshot=args.from_snapshot,
+        to_snapshot=args.to_snapshot,
+    )
+    what = f"incremental from {sent.incremental_from}" if sent.incremental_from else "full"
+    paused = f"; the guest was paused for {sent.paused * 1000:.0f} ms" if sent.paused else ""
+    print(f"sent {sent.snapshot} ({what}){paused}", file=sys.stderr)
+    return 0
+
+
+def cmd_recv(args: argparse.Namespace) -> int:
+    if os.isatty(sys.stdin.fileno()):
+        raise UsageError(
+            "vmbundle recv reads a ZFS stream on stdin: vmbundle send NAME | vmbundle recv"
+        )
+    received = replication.receive(
+        host_settings(args), args.root, sys.stdin.fileno(), force=args.force
+    )
+    print(f"received {received}; the controller imports it (disabled) once it is whole")
     return 0

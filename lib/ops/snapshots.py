@@ -136,6 +136,11 @@ def rollback(settings: HostSettings, guest: str, name: str, *, discard_newer: bo
     return full
 
 
+def full_name(settings: HostSettings, guest: str, name: str) -> str:
+    """dataset@name of one of the guest's snapshots, which must exist."""
+    return _existing(_guest(settings, guest), name)[0]
+
+
 def destroy(settings: HostSettings, guest: str, name: str) -> str:
     g = _guest(settings, guest)
     full, _ = _existing(g, name)

@@ -1,0 +1,98 @@
+"""A running guest sent from one devhost to another (vmbundle send | vmbundle recv),
+full and then incremental, on two devhosts side by side with zfs-fuse; the second
+host's controller imports what arrives."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from support.disks import holds, write
+from support.host import VMBUNDLE
+from support.service_host import ServiceHost, service_host
+
+pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
+
+
+@pytest.fixture(scope="module")
+def hosts(zfs_pool: object) -> Iterator[tuple[ServiceHost, ServiceHost]]:
+    with service_host() as a, service_host() as b:
+        a.wait_controller()
+        b.wait_controller()
+        yield a, b
+
+
+def pipe(a: ServiceHost, b: ServiceHost, send: list[str], recv: list[str]) -> tuple[str, str]:
+    """`vmbundle send ... | vmbundle recv ...`, from a to b: what each said."""
+    sender = subprocess.Popen(
+        [VMBUNDLE, "send", *send], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=a.env()
+    )
+    assert sender.stdout is not None
+    receiver = subprocess.run(
+        [VMBUNDLE, "recv", *recv], stdin=sender.stdout, capture_output=True, text=True, env=b.env()
+    )
+    sender.stdout.close()
+    _, said = sender.communicate(timeout=120)
+    assert sender.returncode == 0, said.decode()
+    assert receiver.returncode == 0, receiver.stderr
+    return said.decode(), receiver.stdout
+
+
+def wait_state(host: ServiceHost, name: str, wanted: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while host.run("svcs", "-H", f"svc:/system/vmbundle/vm:{name}", check=False).returncode:
+        assert time.monotonic() < deadline, f"{name} was never imported"
+        time.sleep(0.2)
+    host.wait_state(name, wanted)
+
+
+def test_a_running_guest_goes_across_full_then_incremental(
+    hosts: tuple[ServiceHost, ServiceHost],
+) -> None:
+    a, b = hosts
+    a.create("rep1", "--disk", "16M")
+    a.vmbundle("start", "rep1", "--wait")
+    write(a, "rep1", "drive-disk0", 0xA1)
+
+    said, got = pipe(a, b, ["rep1"], [])
+    m = re.fullmatch(r"sent \S+@(vmbundle-\S+) \(full\); the guest was paused for \d+ ms\n", said)
+    assert m, said
+    first = m.group(1)
+    assert got.startswith(f"received {b.dataset(b.roots)}/rep1@{first};"), got
+    wait_state(b, "rep1", "disabled")
+    replica = b.roots / "rep1" / "disk0.qcow2"
+    assert holds(replica, 0xA1)
+
+    time.sleep(1.1)  # the next snapshot's default name is a second later
+    write(a, "rep1", "drive-disk0", 0xB2)
+    said, got = pipe(a, b, ["rep1", "--from", first], ["--force"])
+    assert re.fullmatch(rf"sent \S+ \(incremental from \S+@{first}\);.*\n", said), said
+    listed = json.loads(b.vmbundle("snapshots", "rep1", "--json").stdout)
+    assert [s["snapshot"] for s in listed][:1] == [first] and len(listed) == 2
+    assert holds(a.roots / "rep1" / "disk0.qcow2", 0xB2)
+    # zfs-fuse's files keep their old pages in the kernel's cache across a receive, so
+    # the second snapshot is read through a clone of its own (a new file system).
+    b.vmbundle("clone", f"rep1@{listed[1]['snapshot']}", "rep1new")
+    assert holds(b.roots / "rep1new" / "disk0.qcow2", 0xB2), "the new write did not come across"
+
+    a.vmbundle("stop", "rep1", "--wait")
+    b.vmbundle("start", "rep1", "--wait")
+    assert b.state_of("rep1") == "online"
+    b.vmbundle("stop", "rep1", "--wait")
+
+
+def test_send_and_recv_refuse_a_terminal_and_a_plain_root(
+    hosts: tuple[ServiceHost, ServiceHost],
+) -> None:
+    a, _ = hosts
+    proc = a.run("script", "-qec", f"{VMBUNDLE} send nothing", "/dev/null", check=False)
+    assert "a ZFS stream does not belong on a terminal" in proc.stdout, proc.stdout
+    refused = subprocess.run(
+        [VMBUNDLE, "recv", "/tmp"], input=b"", capture_output=True, env=a.env()
+    )
+    assert refused.returncode == 1
+    assert b"bundle root /tmp: a plain directory, not a ZFS dataset" in refused.stderr

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -90,27 +89,14 @@ TICKETS_KEY: web.AppKey[Tickets] = web.AppKey("tickets", Tickets)
 SECURE_KEY: web.AppKey[bool] = web.AppKey("secure", bool)
 
 
-_ERRORS: dict[int, type[web.HTTPException]] = {
-    400: web.HTTPBadRequest,
-    401: web.HTTPUnauthorized,
-    403: web.HTTPForbidden,
-    404: web.HTTPNotFound,
-    409: web.HTTPConflict,
-}
-
-
-def _json_error(status: int, line: str) -> web.HTTPException:
-    return _ERRORS[status](text=json.dumps({"error": line}), content_type="application/json")
-
-
 def _session(request: web.Request, action: str) -> Session:
     s = request.app[SESSIONS_KEY].get(request.cookies.get(COOKIE))
     if s is None:
-        raise _json_error(401, "log in first: POST /api/login")
+        raise api.Refused(401, "log in first: POST /api/login")
     if request.method == "POST" and not Sessions.csrf_ok(s, request.headers.get(CSRF_HEADER)):
-        raise _json_error(403, f"the {CSRF_HEADER} header must carry this session's token")
+        raise api.Refused(403, f"the {CSRF_HEADER} header must carry this session's token")
     if not s.user.may(action):
-        raise _json_error(403, f"{s.user.name} ({s.user.role}) may not {action}")
+        raise api.Refused(403, f"{s.user.name} ({s.user.role}) may not {action}")
     return s
 
 
@@ -126,7 +112,7 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or not all(
         isinstance(body.get(k), str) for k in ("user", "password")
     ):
-        raise _json_error(400, 'the body must be {"user": NAME, "password": PASSWORD}')
+        raise api.Refused(400, 'the body must be {"user": NAME, "password": PASSWORD}')
     address = request.remote or "unknown"
     try:
         s = request.app[SESSIONS_KEY].login(body["user"], body["password"], address)
@@ -157,9 +143,9 @@ async def logout(request: web.Request) -> web.Response:
 
 async def whoami(request: web.Request) -> web.Response:
     # Asked by every page as it loads: no session is an answer here, not an error.
-    if request.app[SESSIONS_KEY].get(request.cookies.get(COOKIE)) is None:
+    s = request.app[SESSIONS_KEY].get(request.cookies.get(COOKIE))
+    if s is None:
         return web.json_response({"user": None})
-    s = _session(request, "list")
     may = {a: s.user.may(a) for a in PAGE_ACTIONS}
     listen = request.app[api.CONTROLLER_KEY].settings.vnc_listen
     return web.json_response(
@@ -212,19 +198,14 @@ async def asset(request: web.Request) -> web.StreamResponse:
     package, path = request.match_info["package"], request.match_info["path"]
     base = PAGES / "static" if package == "static" else VENDOR.get(package)
     if base is None:
-        raise _json_error(404, f"{package[:32]!r}: no such asset package")
+        raise api.Refused(404, f"{package[:32]!r}: no such asset package")
     if not base.is_dir():
-        raise web.HTTPServiceUnavailable(
-            text=json.dumps(
-                {
-                    "error": f"{package}: not installed here; run scripts/setup-host (npm ci in {PAGES})"
-                }
-            ),
-            content_type="application/json",
+        raise api.Refused(
+            503, f"{package}: not installed here; run scripts/setup-host (npm ci in {PAGES})"
         )
     file = (base / path).resolve()
     if not file.is_relative_to(base.resolve()) or not file.is_file():
-        raise _json_error(404, f"{path[:64]!r}: no such file in {package}")
+        raise api.Refused(404, f"{path[:64]!r}: no such file in {package}")
     return web.FileResponse(file, headers=PAGE_HEADERS)
 
 
@@ -239,7 +220,7 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
 async def action(request: web.Request) -> web.Response:
     verb = request.match_info["action"]
     if verb not in ACTIONS:
-        raise _json_error(404, f"{verb[:32]!r}: not an action; one of {', '.join(ACTIONS)}")
+        raise api.Refused(404, f"{verb[:32]!r}: not an action; one of {', '.join(ACTIONS)}")
     s = _session(request, verb)
     ctl = request.app[api.CONTROLLER_KEY]
     name = api.name_of(request)
@@ -254,7 +235,7 @@ async def action(request: web.Request) -> web.Response:
         else:
             await api.session_of(ctl, name).execute("system_reset")
     except VmbundleError as exc:
-        raise _json_error(409, str(exc)) from None
+        raise api.Refused(409, str(exc)) from None
     return web.json_response({"done": verb, "guest": name})
 
 
@@ -323,9 +304,9 @@ def _socket_session(request: web.Request, name: str, channel: str) -> Session:
     console's own page, with a ticket for exactly this guest and channel."""
     s = request.app[SESSIONS_KEY].get(request.cookies.get(COOKIE))
     if s is None:
-        raise _json_error(401, "log in first: POST /api/login")
+        raise api.Refused(401, "log in first: POST /api/login")
     if not _same_origin(request):
-        raise _json_error(
+        raise api.Refused(
             403, f"{name}: the {channel} socket must come from this console's own page"
         )
     try:
@@ -333,7 +314,7 @@ def _socket_session(request: web.Request, name: str, channel: str) -> Session:
             request.query.get("ticket"), Grant(s.user.name, s.id, name, channel=channel)
         )
     except TicketRefused as exc:
-        raise _json_error(403, str(exc)) from None
+        raise api.Refused(403, str(exc)) from None
     return s
 
 
@@ -351,7 +332,7 @@ async def console_socket(request: web.Request) -> web.StreamResponse:
                 target.host, target.port, limit=GUEST_READ
             )
     except OSError as exc:
-        raise _json_error(409, f"{name}: its VNC server does not answer: {exc.strerror}") from None
+        raise api.Refused(409, f"{name}: its VNC server does not answer: {exc.strerror}") from None
     # noVNC offers no subprotocol since 1.2; answer "binary" to one that does.
     ws = web.WebSocketResponse(protocols=("binary",), compress=False, max_msg_size=1 << 22)
     await ws.prepare(request)

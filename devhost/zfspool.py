@@ -40,6 +40,10 @@ STATE_RECORD = "zfs-fuse.pid"  # in a state dir: this devhost started the daemon
 BUSY_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0, 2.0)
 ANSWER_TIMEOUT = 30.0
 STOP_TIMEOUT = 60.0  # zfs-fuse takes about 5 s to exit, longer with pools mounted
+# Our pools stay out of /var/lib/zfs/zpool.cache: a daemon killed with one imported
+# would otherwise bring it back at its next start, after its files are deleted, as
+# a faulted pool that keeps every later daemon from being stopped.
+NO_CACHE = "cachefile=none"
 
 
 class ZfsError(RuntimeError):
@@ -245,7 +249,9 @@ def pool_up(state_dir: Path, size: int = DEFAULT_POOL_SIZE) -> DevhostPool:
             (Path(state_dir) / STATE_RECORD).write_text(f"{started}\n")
         if pool.name not in imported_pools():
             if pool.vdev.exists():
-                _check("zpool", "import", "-f", "-d", str(pool.vdev.parent), pool.name)
+                _check(
+                    "zpool", "import", "-f", "-o", NO_CACHE, "-d", str(pool.vdev.parent), pool.name
+                )
             else:
                 _create(pool, size)
     _wait_mounted(pool)
@@ -267,7 +273,7 @@ def create_file_pool(name: str, vdev: Path, size: int, mountpoint: Path) -> None
     vdev.parent.mkdir(parents=True, exist_ok=True)
     with open(vdev, "xb") as f:
         f.truncate(size)
-    made = _run("zpool", "create", "-m", str(mountpoint), name, str(vdev))
+    made = _run("zpool", "create", "-o", NO_CACHE, "-m", str(mountpoint), name, str(vdev))
     if made.returncode != 0:
         vdev.unlink(missing_ok=True)
         raise ZfsError(f"zpool create {name}: {made.stderr.strip()}")

@@ -75,21 +75,12 @@ def send(src: ServiceHost, name: str, dst: ServiceHost, *, cut: float | None = N
     return proc.returncode
 
 
-def controller_log(host: ServiceHost) -> list[dict[str, object]]:
-    path = host.state / "var/svc/log/system-vmbundle-controller:default.log"
-    out = []
-    for line in path.read_text().splitlines():
-        if line.startswith("{"):
-            out.append(json.loads(line))
-    return out
-
-
 def test_the_controller_runs_under_smf_and_serves_only_root(a: ServiceHost) -> None:
     state = a.run("svcs", "-H", "-o", "state", "svc:/system/vmbundle/controller:default")
     assert state.stdout.strip() == "online"
     assert oct(a.api.stat().st_mode & 0o777) == "0o600"
     assert oct(a.api.parent.stat().st_mode & 0o777) == "0o700"
-    logged = controller_log(a)
+    logged = a.controller_log()
     assert any(e.get("event") == "controller.serving" for e in logged)
     assert all({"event", "level", "timestamp"} <= set(e) for e in logged)
 
@@ -102,7 +93,7 @@ def test_a_received_bundle_becomes_a_disabled_instance(a: ServiceHost, b: Servic
     print(f"zfs recv exit to instance: {took:.3f}s")
     b.passes(2)
     assert b.state_of("sent1") == "disabled", "arriving never starts a guest"
-    imported = [e for e in controller_log(b) if e.get("event") == "bundle.imported"]
+    imported = [e for e in b.controller_log() if e.get("event") == "bundle.imported"]
     assert [e["vm"] for e in imported] == ["sent1"]
 
 
@@ -137,7 +128,7 @@ def test_an_invalid_received_bundle_is_listed_and_not_imported(
     )
     b.passes(2)
     assert not exists(b, "bad1")
-    assert any(e.get("event") == "bundle.problem" for e in controller_log(b))
+    assert any(e.get("event") == "bundle.problem" for e in b.controller_log())
 
 
 def test_zfs_destroy_of_a_disabled_guests_bundle_removes_its_instance(
@@ -160,7 +151,7 @@ def test_zfs_destroy_of_a_disabled_guests_bundle_removes_its_instance(
     # Logged once svccfg has returned, which is a moment after the instance went.
     wait(
         "the removal logged",
-        lambda: any(e.get("event") == "bundle.gone" for e in controller_log(b)),
+        lambda: any(e.get("event") == "bundle.gone" for e in b.controller_log()),
         timeout=10,
     )
 
@@ -222,7 +213,7 @@ def test_a_power_off_while_the_controller_was_down_is_settled_when_it_comes_back
         e.get("event") == "policy"
         and e.get("vm") == "off2"
         and "found powered off" in str(e.get("why"))
-        for e in controller_log(a)
+        for e in a.controller_log()
     )
 
 

@@ -7,17 +7,12 @@ types for an operator but not for a viewer."""
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import time
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
-from support.host import VMBUNDLE
 from support.service_host import VM, ServiceHost, service_host
-
-from vmbundle.service.controller import ControllerPaths
 
 pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
 
@@ -50,16 +45,11 @@ def why(host: ServiceHost) -> str:
     """What the guest's instance, its scrollback and the controller's serial console say."""
     run = host.guest_run(GUEST)
     kept = run.serial_log.read_bytes()[-1000:] if run.serial_log.exists() else None
-    events = [e for e in controller_log(host) if str(e.get("event")).startswith("serial")]
+    events = [e for e in host.controller_log() if str(e.get("event")).startswith("serial")]
     return (
         f"{GUEST} is {host.state_of(GUEST)}; its log ends:\n{host.log(GUEST)[-1500:]}\n"
         f"the scrollback ends: {kept!r}\nthe controller's serial events: {events[-10:]}"
     )
-
-
-def controller_log(host: ServiceHost) -> list[dict[str, object]]:
-    path = host.state / "var/svc/log/system-vmbundle-controller:default.log"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.startswith("{")]
 
 
 def test_two_clients_see_the_same_lines_and_the_scrollback_holds_the_whole_boot(
@@ -124,7 +114,7 @@ def test_a_restarted_controller_holds_the_serial_port_again_and_keeps_the_scroll
         assert run.serial_log.read_bytes().startswith(before)
         attached = [
             e
-            for e in controller_log(host)
+            for e in host.controller_log()
             if e.get("event") == "serial.attached" and e.get("vm") == GUEST
         ]
         assert attached[-1]["scrollback"] == len(before)
@@ -134,17 +124,6 @@ def test_a_restarted_controller_holds_the_serial_port_again_and_keeps_the_scroll
     finally:
         again.close()
     assert run.serial_log.read_bytes().startswith(before)
-
-
-def add_user(host: ServiceHost, name: str, role: str, password: str) -> None:
-    subprocess.run(
-        [VMBUNDLE, "user", "add", name, "--role", role],
-        input=password + "\n",
-        text=True,
-        env=host.env(),
-        check=True,
-        capture_output=True,
-    )
 
 
 async def _web_session(url: str, user: str, password: str) -> tuple[aiohttp.ClientSession, str]:
@@ -177,9 +156,9 @@ def test_the_web_serial_console_replays_follows_and_types_for_an_operator_only(
     host: ServiceHost,
 ) -> None:
     running(host)
-    add_user(host, "olga", "operator", "operator-pass")
-    add_user(host, "vic", "viewer", "viewer-pass")
-    url = ControllerPaths.under(host.run_dir).web_url.read_text().strip()
+    host.add_user("olga", "operator", "operator-pass")
+    host.add_user("vic", "viewer", "viewer-pass")
+    url = host.web_url()
     origin = url.rstrip("/")
     shared = host.serial(GUEST)
 
@@ -228,7 +207,7 @@ def test_the_web_serial_console_replays_follows_and_types_for_an_operator_only(
         time.sleep(0.1)
     opened = [
         e
-        for e in controller_log(host)
+        for e in host.controller_log()
         if e.get("event") == "web.action" and e.get("action") == "serial.open"
     ]
     assert [(e["user"], e["typing"]) for e in opened] == [("vic", False), ("olga", True)]

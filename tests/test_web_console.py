@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -20,12 +19,10 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from support.host import VMBUNDLE
 from support.service_host import ServiceHost, service_host
 
 from vmbundle.adapters import controller_api
 from vmbundle.errors import VmbundleError
-from vmbundle.service.controller import ControllerPaths
 
 pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
 
@@ -54,27 +51,6 @@ def host(zfs_pool: object) -> Iterator[ServiceHost]:
         yield h
 
 
-def add_user(host: ServiceHost, name: str, role: str, password: str) -> None:
-    # The password goes on stdin, as an administrator's script would give it.
-    subprocess.run(
-        [VMBUNDLE, "user", "add", name, "--role", role],
-        input=password + "\n",
-        text=True,
-        env=host.env(),
-        check=True,
-        capture_output=True,
-    )
-
-
-def web_url(host: ServiceHost, timeout: float = 30) -> str:
-    path = ControllerPaths.under(host.run_dir).web_url
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, "the controller never wrote its web console's URL"
-        time.sleep(0.1)
-    return path.read_text().strip().rstrip("/")
-
-
 def blue_share(png: bytes) -> float:
     """How much of a picture is the test guest's banner blue."""
     image = Image.open(io.BytesIO(png)).convert("RGB")
@@ -95,7 +71,7 @@ def wait_for(what: str, predicate: Any, timeout: float = 120, step: float = 0.25
 
 @pytest.fixture(scope="module")
 def running_guest(host: ServiceHost) -> str:
-    add_user(host, "olga", "operator", PASSWORD)
+    host.add_user("olga", "operator", PASSWORD)
     host.create_test_guest(GUEST)
     host.vmbundle("start", GUEST, "--wait")
     # Ready once the banner is on the screen (the controller's own screendump).
@@ -163,8 +139,8 @@ def log_in(browser: Any, url: str, user: str, password: str) -> Any:
 def test_a_viewer_sees_the_list_and_watches_the_console_without_typing(
     host: ServiceHost, running_guest: str, browser: Any
 ) -> None:
-    add_user(host, "vic", "viewer", "vic-pass-1234")
-    url = web_url(host)
+    host.add_user("vic", "viewer", "vic-pass-1234")
+    url = host.web_url()
     page = log_in(browser, url, "vic", "vic-pass-1234")
     card = page.locator(f"article[data-guest={GUEST}]")
     card.locator(".thumb img[data-loaded]").wait_for(timeout=30_000)
@@ -186,7 +162,7 @@ def test_a_viewer_sees_the_list_and_watches_the_console_without_typing(
 def test_log_in_watch_type_paste_read_serial_and_stop(
     host: ServiceHost, running_guest: str, browser: Any
 ) -> None:
-    url = web_url(host)
+    url = host.web_url()
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors: list[str] = []
@@ -281,7 +257,7 @@ def test_log_in_watch_type_paste_read_serial_and_stop(
 
 
 def test_the_pages_refuse_the_api_without_a_session(host: ServiceHost) -> None:
-    url = web_url(host)
+    url = host.web_url()
     for path in ("/api/guests", f"/api/guests/{GUEST}", "/api/problems", "/metrics"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url + path, timeout=10)

@@ -59,6 +59,11 @@ def test_up_boots_kernel_tools_pool_and_config(tmp_path: Path, devhost_states: l
     pool = zfspool.pool_for(state)
     assert pool.name.startswith("dh") and pool.name in zfspool.imported_pools()
     assert os.path.ismount(pool.vms) and os.path.ismount(pool.iso)
+    # Out of zpool.cache, so a killed daemon's successor does not bring it back.
+    cachefile = subprocess.run(
+        ["zpool", "get", "cachefile", pool.name], capture_output=True, text=True
+    )
+    assert cachefile.stdout.split()[-2:] == ["none", "local"], cachefile.stdout
     assert pool.vms.is_relative_to(state) and pool.vdev.is_relative_to(state)
     for tool in ("svccfg", "svcadm", "svcs", "svcprop", "kstat", "mdb", "pagesize"):
         assert os.access(state / "bin" / tool, os.X_OK), tool

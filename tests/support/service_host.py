@@ -4,6 +4,7 @@ restarter, QEMU and zfs-fuse."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -129,6 +130,31 @@ class ServiceHost:
             except VmbundleError:
                 assert time.monotonic() < deadline, "the controller never answered"
                 time.sleep(0.1)
+
+    def controller_log(self) -> list[dict[str, Any]]:
+        """The controller's JSON log lines, oldest first."""
+        path = self.state / "var/svc/log/system-vmbundle-controller:default.log"
+        return [json.loads(x) for x in path.read_text().splitlines() if x.startswith("{")]
+
+    def web_url(self, timeout: float = 30) -> str:
+        """The web console's URL, without its final slash, once the controller serves it."""
+        path = ControllerPaths.under(self.run_dir).web_url
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            assert time.monotonic() < deadline, "the controller never wrote its web console's URL"
+            time.sleep(0.1)
+        return path.read_text().strip().rstrip("/")
+
+    def add_user(self, name: str, role: str, password: str) -> None:
+        """A web console user; the password goes on stdin, as a script would give it."""
+        subprocess.run(
+            [VMBUNDLE, "user", "add", name, "--role", role],
+            input=password + "\n",
+            text=True,
+            env=self.env(),
+            check=True,
+            capture_output=True,
+        )
 
     def passes(self, count: int = 2) -> None:
         """Wait until the controller has made `count` whole passes from now; each is

@@ -37,6 +37,10 @@ from vmbundle.vm import bundle
 # method nudges when it ends, a watched directory and a QMP event wake the loop
 # too, so this pass is the safety net, and each costs one `svcs`.
 PASS_SECONDS = 30.0
+# While an instance is between states, look again this soon: the method's nudge
+# can arrive before svc.startd records the state it moves to, and a guest that
+# comes online is attached (its serial console read) only once a pass sees it.
+SETTLING_SECONDS = 0.5
 FULL_SCAN_SECONDS = 60.0
 # Events come in bursts (a receive writes many files): one pass for a burst.
 DEBOUNCE_SECONDS = 0.05
@@ -105,8 +109,12 @@ class Controller:
                 self.log.exception("pass.failed", error=str(exc))
             self.after_pass()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), PASS_SECONDS)
+                await asyncio.wait_for(self.wake.wait(), self._next_pass_in())
             await asyncio.sleep(DEBOUNCE_SECONDS)
+
+    def _next_pass_in(self) -> float:
+        moving = any(next_state != "-" for _, next_state in self._states.values())
+        return SETTLING_SECONDS if moving else PASS_SECONDS
 
     async def reconcile(self) -> world.World:
         """One pass; what it saw."""

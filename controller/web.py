@@ -227,7 +227,7 @@ async def action(request: web.Request) -> web.Response:
     _log(request, s.user, verb, vm=name)
     try:
         if verb == "start":
-            await asyncio.to_thread(lifecycle.start, name, wait=False)
+            await asyncio.to_thread(lifecycle.start, ctl.settings, name, wait=False)
         elif verb in ("stop", "poweroff"):
             # SMF owns the state: its stop method quits QEMU, so that is no crash to restart.
             force_in = ctl.settings.run_dir if verb == "poweroff" else None

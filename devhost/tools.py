@@ -20,6 +20,7 @@ TOOLS = {
     "kstat": "devhost.kernel.kstat",
     "mdb": "devhost.kernel.mdb",
     "pagesize": "devhost.kernel.pagesize",
+    "hostid": "devhost.kernel.hostid",
 }
 
 _SCRIPT = """#!{python}

@@ -44,6 +44,10 @@ STOP_TIMEOUT = 60.0  # zfs-fuse takes about 5 s to exit, longer with pools mount
 # would otherwise bring it back at its next start, after its files are deleted, as
 # a faulted pool that keeps every later daemon from being stopped.
 NO_CACHE = "cachefile=none"
+# Debian's /etc/zfs/zfsrc lets the kernel trust FUSE names and attributes for an
+# hour: after a receive replaced a file, its name still led to the old, deleted
+# file (ENOENT) on a mount that lists the new one. illumos has no such cache.
+KERNEL_CACHE_OFF = ("--fuse-attr-timeout", "0", "--fuse-entry-timeout", "0")
 
 
 class ZfsError(RuntimeError):
@@ -155,7 +159,7 @@ def ensure_daemon() -> int | None:
     with open(errors, "w") as err:
         # No pipes: the daemon would hold them open and a captured run would never end.
         started = subprocess.run(
-            [DAEMON, "--pidfile", str(pidfile), "--no-kstat-mount"],
+            [DAEMON, "--pidfile", str(pidfile), "--no-kstat-mount", *KERNEL_CACHE_OFF],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
             timeout=60, check=False,
         )  # fmt: skip

@@ -151,9 +151,9 @@ def test_list_shows_instances_and_bundles_not_imported(env: Env) -> None:
     env.vmbundle("start", "web01", "--wait")
     lines = env.vmbundle("list").stdout.splitlines()
     assert lines == [
-        "NAME   STATE         DISPLAY  RAM  VCPUS  BUNDLE",
-        f"web01  online        -        64M      1  {web01}",
-        f"web02  not-imported  -         1G      2  {web02}",
+        "NAME   STATE         HOME  DISPLAY  RAM  VCPUS  BUNDLE",
+        f"web01  online        here  -        64M      1  {web01}",
+        f"web02  not-imported  here  -         1G      2  {web02}",
     ]
     rows = json.loads(env.vmbundle("list", "--json").stdout)
     assert rows == [
@@ -167,6 +167,7 @@ def test_list_shows_instances_and_bundles_not_imported(env: Env) -> None:
             "ram": "64M",
             "vcpus": 1,
             "bundle": str(web01),
+            "home": None,
         },
         {
             "name": "web02",
@@ -178,6 +179,7 @@ def test_list_shows_instances_and_bundles_not_imported(env: Env) -> None:
             "ram": "1G",
             "vcpus": 2,
             "bundle": str(web02),
+            "home": None,
         },
     ]
 
@@ -187,7 +189,7 @@ def test_list_shows_an_unreadable_config_as_unknown(env: Env) -> None:
     (web01 / "vm.json").write_text("{")
     assert (
         env.vmbundle("list").stdout.splitlines()[1]
-        == f"web01  disabled  -          ?      ?  {web01}"
+        == f"web01  disabled  here  -          ?      ?  {web01}"
     )
 
 
@@ -345,6 +347,6 @@ def test_a_boot_record_without_a_running_qemu_shows_no_display(env: Env) -> None
         ),
     )
     run.pidfile.write_text(f"{os.getpid()}\n")  # no lock on it: QEMU is gone
-    assert env.vmbundle("list").stdout.splitlines()[1].startswith("web01  online  -  ")
+    assert env.vmbundle("list").stdout.splitlines()[1].startswith("web01  online  here  -  ")
     status = json.loads(env.vmbundle("status", "web01", "--json").stdout)
     assert (status["qemu_pid"], status["display"]) == (None, None)

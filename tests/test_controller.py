@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from support.screen import shows_banner
 from support.serial import SerialLog
 from support.service_host import VM, ServiceHost, service_host
 
@@ -265,13 +266,7 @@ def test_screenshot_shows_the_banner(a: ServiceHost, tmp_path: Path) -> None:
 
     def banner() -> bool:
         a.vmbundle("screenshot", "crash1", "-o", str(out))
-        with Image.open(out) as img:
-            rgb = img.convert("RGB")
-            colours = rgb.getcolors(1 << 20) or []
-        # VGA blue, 0xAA, as QEMU's 6-bit palette gives it (0xA8).
-        blue = sum(n for n, c in colours if c[0] < 16 and c[1] < 16 and 0xA0 <= c[2] <= 0xAF)
-        white = sum(n for n, c in colours if min(c) > 0xC0)
-        return blue > 0.5 * rgb.width * rgb.height and white > 100
+        return shows_banner(out)
 
     wait("the banner on the screen", banner, timeout=120, step=1)
     small = tmp_path / "crash1-160.png"

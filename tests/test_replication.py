@@ -1,10 +1,12 @@
 """A running guest sent from one devhost to another (vmbundle send | vmbundle recv),
-full and then incremental, on two devhosts side by side with zfs-fuse; the second
-host's controller imports what arrives."""
+full and then incremental, on two devhosts side by side with zfs-fuse (two hosts, each
+with its own hostid); the second host's controller imports what arrives, as a replica
+that starts only once its owner record lets it: after a promote, or a take-over."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -16,6 +18,8 @@ from support.host import VMBUNDLE
 from support.service_host import ServiceHost, service_host
 
 pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
+
+NODE = os.uname().nodename  # both devhosts run on this machine; their hostids differ
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +83,83 @@ def test_a_running_guest_goes_across_full_then_incremental(
     b.vmbundle("clone", f"rep1@{listed[1]['snapshot']}", "rep1new")
     assert holds(b.roots / "rep1new" / "disk0.qcow2", 0xB2), "the new write did not come across"
 
+    # While A runs it, B holds a replica that A has not released: a start there is
+    # refused before SMF is asked, so the instance stays disabled, not in maintenance.
+    assert home(b, "rep1") == f"held by {NODE}"
+    refused = b.vmbundle("start", "rep1", check=False)
+    assert refused.returncode == 96
+    assert refused.stderr == (
+        f"rep1: owned by host {NODE} (hostid {a.hostid()}) since {owner_of(a, 'rep1')['time']}, "
+        "which has not released it (the guest may be running there); stop it there, or if "
+        "that host is down for good, take it over: vmbundle start rep1 --take-over\n"
+    )
+    assert b.state_of("rep1") == "disabled"
+
+    # A stops it (its stop method releases the record) and sends once more.
     a.vmbundle("stop", "rep1", "--wait")
+    assert owner_of(a, "rep1")["released"] is True
+    time.sleep(1.1)
+    pipe(a, b, ["rep1", "--from", listed[1]["snapshot"]], ["--force"])
+    import subprocess as sp
+
+    print("LS", sp.run(["ls", "-la", str(b.roots / "rep1")], capture_output=True, text=True).stdout)
+    print(
+        "CAT", sp.run(["cat", str(b.roots / "rep1" / "owner.json")], capture_output=True, text=True)
+    )
+    print("LIST", b.vmbundle("list", "--json").stdout, b.vmbundle("list").stderr)
+    assert home(b, "rep1") == f"replica of {NODE}"
+    refused = b.vmbundle("start", "rep1", check=False)
+    assert (refused.returncode, refused.stderr.count("\n")) == (96, 1)
+    assert "a replica of a guest of host" in refused.stderr
+    assert refused.stderr.endswith("to make this host its home: vmbundle promote rep1\n")
+
+    promoted = b.vmbundle("promote", "rep1").stdout
+    assert promoted == (
+        f"rep1: now this host's (generation 2), from host {NODE} (hostid {a.hostid()}); "
+        "start it with vmbundle start rep1\n"
+    )
+    assert home(b, "rep1") == ""
     b.vmbundle("start", "rep1", "--wait")
     assert b.state_of("rep1") == "online"
+    assert holds(b.roots / "rep1" / "disk0.qcow2", 0xB2), "B does not run A's last disk"
+    record = owner_of(b, "rep1")
+    assert (record["hostid"], record["generation"], record["released"]) == (b.hostid(), 2, False)
     b.vmbundle("stop", "rep1", "--wait")
+    assert owner_of(b, "rep1")["released"] is True
+
+
+def test_a_guest_whose_host_died_is_taken_over_deliberately(
+    hosts: tuple[ServiceHost, ServiceHost],
+) -> None:
+    a, b = hosts
+    a.create("rep2", "--disk", "16M")
+    a.vmbundle("start", "rep2", "--wait")
+    write(a, "rep2", "drive-disk0", 0xC3)
+    pipe(a, b, ["rep2"], [])
+    wait_state(b, "rep2", "disabled")
+    # A "dies" here: its claim is never released. Promote alone will not take it.
+    refused = b.vmbundle("promote", "rep2", check=False)
+    assert refused.returncode == 96
+    assert refused.stderr.endswith("take it over: vmbundle promote rep2 --take-over\n")
+    assert owner_of(b, "rep2")["hostid"] == a.hostid()
+
+    b.vmbundle("start", "rep2", "--take-over", "--wait")
+    assert b.state_of("rep2") == "online"
+    record = owner_of(b, "rep2")
+    assert (record["hostid"], record["generation"], record["released"]) == (b.hostid(), 2, False)
+    assert holds(b.roots / "rep2" / "disk0.qcow2", 0xC3)
+    b.vmbundle("stop", "rep2", "--wait")
+    a.vmbundle("stop", "rep2", "--wait")
+
+
+def owner_of(host: ServiceHost, name: str) -> dict[str, object]:
+    record: dict[str, object] = json.loads((host.roots / name / "owner.json").read_text())
+    return record
+
+
+def home(host: ServiceHost, name: str) -> str:
+    rows = json.loads(host.vmbundle("list", "--json").stdout)
+    return next(r["home"] or "" for r in rows if r["name"] == name)
 
 
 def test_send_and_recv_refuse_a_terminal_and_a_plain_root(

@@ -5,14 +5,22 @@ a clone is a guest of its own; a plain-directory bundle says it has none."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.disks import holds, write
+from support.screen import shows_banner
+from support.serial import SerialLog
 from support.service_host import VM, ServiceHost, service_host
 
 pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
+
+OUT = Path(os.environ.get("VMBUNDLE_TEST_OUTPUT", "/tmp/vmbundle-test-output")) / "snapshots"
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +60,53 @@ def test_a_snapshot_rolls_both_disks_and_vm_json_back_to_one_instant(host: Servi
     assert [s["snapshot"] for s in listed] == ["before"]
     host.vmbundle("snapshot-destroy", "snap1", "before")
     assert json.loads(host.vmbundle("snapshots", "snap1", "--json").stdout) == []
+
+
+def test_a_memory_snapshot_rolled_back_resumes_the_guest_where_it_was(
+    host: ServiceHost, tmp_path: Path
+) -> None:
+    path = host.create_test_guest("mem1", "--disk", "16M")
+    host.vmbundle("start", "mem1", "--wait")
+    serial = host.serial("mem1", timeout=120)
+    serial.wait_for(r"vmbundle-testguest: ready", timeout=180)
+    time.sleep(10)  # so that a guest booted again would say a smaller uptime
+    before = uptime(serial)
+
+    taken = host.vmbundle("snapshot", "mem1", "live", "--memory").stdout
+    assert re.fullmatch(
+        rf"{host.dataset(path)}@live \(with the guest's memory: a rollback to it resumes the "
+        r"guest; the guest was paused for \d+ ms\)\n",
+        taken,
+    ), taken
+    assert not (path / "memory.vmstate").exists(), "the live bundle kept the saved memory"
+    # It runs on, disks and all, after the snapshot.
+    assert host.qmp("mem1", "query-status")["status"] == "running"
+    write(host, "mem1", "drive-disk0", 0xD4)
+    serial.close()
+
+    host.vmbundle("stop", "mem1", "--wait")
+    host.vmbundle("rollback", "mem1", "live")
+    assert (path / "memory.vmstate").is_file()
+    host.vmbundle("start", "mem1", "--wait")
+    assert "mem1: resumed from the memory saved in its snapshot" in host.log("mem1")
+    assert not (path / "memory.vmstate").exists(), "the next start would resume it again"
+    shot = tmp_path / "resumed.png"
+    host.vmbundle("screenshot", "mem1", "-o", str(shot))
+    OUT.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, OUT / "memory-resumed.png")
+    assert shows_banner(shot), "the resumed guest's screen is not its banner"
+    serial = host.serial("mem1", timeout=60)
+    after = uptime(serial)
+    assert after >= before, f"the guest booted again (uptime {after} s, {before} s before)"
+    assert "boot kernel" not in serial.text
+    assert not holds(path / "disk0.qcow2", 0xD4), "the disk is not the snapshot's"
+    serial.close()
+    host.vmbundle("stop", "mem1", "--wait")
+
+
+def uptime(serial: SerialLog) -> float:
+    serial.send("uptime")
+    return float(serial.wait_for(r"vmbundle-testguest: uptime ([0-9.]+)", timeout=60).group(1))
 
 
 def test_a_clone_boots_beside_its_origin_as_a_guest_of_its_own(host: ServiceHost) -> None:

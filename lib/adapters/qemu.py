@@ -17,12 +17,14 @@ def version_output(binary: str) -> str:
     return run_tool([binary, "-version"], timeout=30.0).stdout
 
 
-def spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+def spawn(argv: Sequence[str], pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
     """Start a guest's QEMU. Its stdout and stderr are ours: under SMF, the
     instance's log, so QEMU's own error lands just above the line the method
-    prints about it."""
+    prints about it. pass_fds: descriptors QEMU gets under the same numbers."""
     try:
-        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, close_fds=True)
+        return subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, close_fds=True, pass_fds=tuple(pass_fds)
+        )
     except FileNotFoundError:
         raise ToolMissing(argv, None, f"command not found: {argv[0]}") from None
 

@@ -140,6 +140,18 @@ def clone(origin: str, target: str, *, binary: str = DEFAULT_BINARY) -> None:
     _run([binary, "clone", _checked_name(origin), _checked_name(target)])
 
 
+def readonly(dataset: str, *, binary: str = DEFAULT_BINARY) -> bool:
+    """`zfs get -H -o value readonly DATASET`: whether a replication tool (or an
+    operator) made the dataset read-only, as replication targets often are."""
+    out = _run([binary, "get", "-H", "-o", "value", "readonly", _checked_name(dataset)])
+    return out.strip() == "on"
+
+
+def make_writable(dataset: str, *, binary: str = DEFAULT_BINARY) -> None:
+    """`zfs set readonly=off DATASET`."""
+    _run([binary, "set", "readonly=off", _checked_name(dataset)])
+
+
 def send(
     snapshot: str, out_fd: int, *, incremental_from: str | None = None, binary: str = DEFAULT_BINARY
 ) -> None:

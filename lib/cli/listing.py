@@ -11,7 +11,7 @@ from vmbundle.ops import status
 from vmbundle.ops.status import Row
 from vmbundle.units import format_size
 
-HEADERS = ("NAME", "STATE", "DISPLAY", "RAM", "VCPUS", "BUNDLE")
+HEADERS = ("NAME", "STATE", "HOME", "DISPLAY", "RAM", "VCPUS", "BUNDLE")
 RIGHT_ALIGNED = frozenset({"RAM", "VCPUS"})
 
 
@@ -19,6 +19,7 @@ def cells(row: Row) -> list[str]:
     return [
         row.name,
         row.state + ("*" if row.next_state != "-" else ""),
+        row.home or "here",
         f":{row.display}" if row.display is not None else "-",
         format_size(row.config.ram) if row.config else "?",
         str(row.config.vcpus) if row.config else "?",

@@ -26,6 +26,7 @@ _COMMANDS = {
     "forget": ("service", "cmd_forget"),
     "start": ("service", "cmd_start"),
     "stop": ("service", "cmd_stop"),
+    "promote": ("service", "cmd_promote"),
     "restart": ("service", "cmd_restart"),
     "list": ("listing", "cmd_list"),
     "status": ("listing", "cmd_status"),
@@ -167,12 +168,28 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=what)
         sp.add_argument("guest")
         sp.add_argument("--wait", action="store_true", help="wait until it is online or disabled")
+        if name == "start":
+            sp.add_argument(
+                "--take-over",
+                action="store_true",
+                help="run it here although another host owns it and never released it "
+                "(after that host died): bumps the owner record's generation",
+            )
         if name == "stop":
             sp.add_argument(
                 "--force",
                 action="store_true",
                 help="quit QEMU at once instead of pressing the power button (a power cut)",
             )
+    pr = sub.add_parser(
+        "promote", help="make this host the home of a replica received from another host"
+    )
+    pr.add_argument("guest")
+    pr.add_argument(
+        "--take-over",
+        action="store_true",
+        help="also when the other host never released it (it died): bumps the generation",
+    )
     ls = sub.add_parser("list", help="every guest: SMF state, display, RAM, vCPUs, bundle")
     ls.add_argument("--json", action="store_true")
     ls.add_argument(
@@ -214,6 +231,12 @@ def _parser() -> argparse.ArgumentParser:
         "--consistent",
         action="store_true",
         help="pause a running guest for the instant of the snapshot (QMP stop, cont)",
+    )
+    sn.add_argument(
+        "--memory",
+        action="store_true",
+        help="also save the running guest's memory into the snapshot, so a rollback "
+        "resumes it where it was",
     )
     sl = sub.add_parser("snapshots", help="the guest's snapshots, oldest first")
     sl.add_argument("guest")

@@ -7,7 +7,7 @@ import json
 import sys
 
 from vmbundle.cli.common import host_settings
-from vmbundle.ops import lifecycle
+from vmbundle.ops import lifecycle, ownership
 from vmbundle.ops.lifecycle import Imported
 
 
@@ -41,11 +41,30 @@ def _outcome(name: str, arrived: bool, goal: str, moving: str, until: str = "") 
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    done = lifecycle.start(args.guest, wait=args.wait)
+    done = lifecycle.start(
+        host_settings(args), args.guest, wait=args.wait, take_over=args.take_over
+    )
     if done.cleared:
         print(f"{done.name}: was in maintenance; cleared it", file=sys.stderr)
     until = "" if done.persistent else " (until the host reboots: autostart is false)"
     print(_outcome(done.name, done.online, "online", "starting", until))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    done = ownership.promote(host_settings(args), args.guest, take_over=args.take_over)
+    if done.made_writable:
+        print(
+            f"{done.name}: {done.made_writable} was read-only (a replication target); set readonly=off"
+        )
+    if done.was == done.now:
+        print(f"{done.name}: this host's already (generation {done.now.generation})")
+    else:
+        whose = f"from host {done.was.host}" if done.was else "with no owner before"
+        print(
+            f"{done.name}: now this host's (generation {done.now.generation}), {whose}; "
+            f"start it with vmbundle start {done.name}"
+        )
     return 0
 
 

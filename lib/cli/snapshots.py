@@ -17,10 +17,16 @@ from vmbundle.ops import replication, snapshots
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     taken = snapshots.take(
-        host_settings(args), args.guest, args.snapshot, consistent=args.consistent
+        host_settings(args),
+        args.guest,
+        args.snapshot,
+        consistent=args.consistent,
+        memory=args.memory,
     )
-    paused = f" (the guest was paused for {taken.paused * 1000:.0f} ms)" if taken.paused else ""
-    print(f"{taken.snapshot}{paused}")
+    notes = ["with the guest's memory: a rollback to it resumes the guest"] if taken.memory else []
+    if taken.paused is not None:
+        notes.append(f"the guest was paused for {taken.paused * 1000:.0f} ms")
+    print(taken.snapshot + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
 

@@ -1,6 +1,8 @@
-"""One boot of a guest, the same for the start method and `vmbundle run`: memory
-admission, the prepared run directory and display, QEMU, the wait until QMP
-says the guest runs, the boot record, and boot_once forgotten.
+"""One boot of a guest, the same for the start method and `vmbundle run`: the owner
+record claimed (vmbundle.vm.owner), memory admission, the prepared run directory and
+display, QEMU (resuming from a memory snapshot's saved state when the bundle has
+one), the wait until QMP says the guest runs, the boot record, and boot_once
+forgotten.
 
 Each step that takes something registers how to give it back on one ExitStack,
 so a failure at any step unwinds exactly what was taken, in reverse. Every wait
@@ -11,6 +13,7 @@ it once the guest has powered off.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -26,13 +29,13 @@ from vmbundle.errors import (
     HostFault,
     VmbundleError,
 )
-from vmbundle.guest import boot_record, prepare
+from vmbundle.guest import boot_record, memory_state, prepare
 from vmbundle.guest.boot_record import BootRecord
 from vmbundle.guest.prepare import Prepared
 from vmbundle.memory import admission
 from vmbundle.qemu import qmp
 from vmbundle.settings import HostSettings
-from vmbundle.vm import bundle
+from vmbundle.vm import bundle, owner
 from vmbundle.vm.bundle import Bundle, Document
 
 Say = Callable[[str], None]
@@ -76,13 +79,28 @@ def boot(
     memory charge) when closed."""
     until = time.monotonic() + seconds
     with ExitStack() as undo:
+        # First, so a guest another host may be running changes nothing here.
+        owner.take(settings.run_dir, b.path, b.name, promote=False, take_over=False)
+        undo.callback(owner.release_or_say, settings.run_dir, b.path, b.name, say)
         admission.reserve(settings, b.name, b.config, say, until=until)
         undo.callback(admission.release, settings, b.name, say)
         prepared = prepare.prepare(b, settings)
         undo.callback(prepare.finish, b.name, prepared.run, settings)
-        proc = qemu.spawn(prepared.argv)
+        saved = memory_state.open_for_resume(b.path)
+        proc = spawn(prepared, saved)
         undo.callback(qemu.end, proc)
-        wait_running(proc, prepared, until)
+        try:
+            wait_running(proc, prepared, until)
+        except QemuDied as exc:
+            if saved is None:
+                raise
+            raise QemuDied(
+                f"{exc}; it was resuming from {memory_state.state_path(b.path)} (a --memory "
+                "snapshot); to boot the guest afresh instead, remove that file"
+            ) from None
+        if saved is not None:
+            memory_state.discard(b.path)
+            say(f"{b.name}: resumed from the memory saved in its snapshot")
         cfg = prepared.bundle.config
         record = BootRecord(
             bundle=str(prepared.bundle.path),
@@ -96,6 +114,16 @@ def boot(
         boot_record.write(prepared.run, record)
         forget_boot_once(settings, prepared.bundle, say)
         return Booted(prepared, proc, record), undo.pop_all()
+
+
+def spawn(prepared: Prepared, saved: int | None) -> subprocess.Popen[bytes]:
+    """QEMU, resuming from the saved state on descriptor saved when there is one."""
+    if saved is None:
+        return qemu.spawn(prepared.argv)
+    try:
+        return qemu.spawn((*prepared.argv, "-incoming", f"fd:{saved}"), pass_fds=(saved,))
+    finally:
+        os.close(saved)  # QEMU holds its own
 
 
 def wait_running(proc: subprocess.Popen[bytes], prepared: Prepared, until: float) -> None:

@@ -14,7 +14,8 @@ import attrs
 from vmbundle.adapters import smf
 from vmbundle.errors import ConfigError, ToolError, VmbundleError
 from vmbundle.guest.rundir import RunPaths
-from vmbundle.service import state
+from vmbundle.ops import ownership
+from vmbundle.service import instance, state
 from vmbundle.service.state import UP, Instance
 from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle, codec
@@ -161,8 +162,18 @@ def forget(guest: str) -> Forgotten:
     return Forgotten(inst.name, inst.fmri, path)
 
 
-def start(guest: str, *, wait: bool) -> Started:
+def start(settings: HostSettings, guest: str, *, wait: bool, take_over: bool = False) -> Started:
+    """Enable the guest, once its owner record lets this host run it (take_over:
+    claim it from a host that never released it)."""
     inst = state.get(state.guest_name(guest))
+    try:
+        path = instance.bundle_path(
+            inst.fmri, inst.name, smf.get_property(inst.fmri, smf.BUNDLE_PROPERTY)
+        )
+    except ConfigError:
+        path = None  # the start method says what is wrong, as for svcadm enable
+    if path is not None:
+        ownership.check_start(settings, path, take_over=take_over)
     persistent = autostart(inst.fmri)
     # Without autostart the enable is temporary, so the guest stays off after a reboot.
     flags = () if persistent else ("-t",)

@@ -4,9 +4,9 @@ every disk and vm.json at one instant.
 A running guest's disks are consistent with each other in a plain snapshot only as a
 power cut leaves them; `consistent` pauses the guest over QMP (stop, snapshot, cont)
 so that no write is half-done across disks, and says how long the pause was. A
-rollback is for a stopped guest only. A clone gets a name, a uuid and MACs of its own
-and is imported disabled. A plain-directory bundle has no snapshots: each operation
-says so in one line.
+rollback is for a stopped guest only and keeps the owner record as it is. A clone
+gets a name, a uuid and MACs of its own, no owner record, and is imported disabled.
+A plain-directory bundle has no snapshots: each operation says so in one line.
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ import attrs
 
 from vmbundle import locks
 from vmbundle.adapters import zfs
+from vmbundle.atomic import write_atomic
 from vmbundle.errors import UsageError, VmbundleError
+from vmbundle.guest import memory_state
 from vmbundle.guest.prepare import with_macs
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.ops import lifecycle
 from vmbundle.qemu import qmp
 from vmbundle.settings import HostSettings
-from vmbundle.vm import bundle, storage
+from vmbundle.vm import bundle, owner, storage
 from vmbundle.vm.model import NAME_PATTERN, VmConfig
 
 # What zfs allows in a snapshot's name, less what a shell or a reader would trip on.
@@ -39,6 +41,7 @@ SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 class Taken:
     snapshot: str  # dataset@snap
     paused: float | None  # seconds the guest was paused for it, None when not
+    memory: bool = False  # it holds the guest's memory: a rollback resumes the guest
 
 
 @attrs.frozen
@@ -84,11 +87,17 @@ def default_name(now: float | None = None) -> str:
     return time.strftime("vmbundle-%Y%m%dT%H%M%SZ", time.gmtime(now))
 
 
-def take(settings: HostSettings, guest: str, name: str | None, *, consistent: bool) -> Taken:
+def take(
+    settings: HostSettings, guest: str, name: str | None, *, consistent: bool, memory: bool = False
+) -> Taken:
+    """memory: also the running guest's RAM and device state (vmbundle.guest.memory_state),
+    so a rollback to it resumes the guest; implies consistent."""
     g = _guest(settings, guest)
     full = f"{g.dataset}@{_checked_snapshot(name or default_name())}"
     # The bundle's lock: no vm.json edit is half-way through at the instant.
     with locks.bundle(settings.run_dir, g.name):
+        if memory:
+            return _with_memory(g, full)
         if not (consistent and g.running()):
             zfs.snapshot(full)
             return Taken(full, None)
@@ -100,6 +109,23 @@ def take(settings: HostSettings, guest: str, name: str | None, *, consistent: bo
             qmp.execute(g.run, "cont")
             paused = time.monotonic() - paused
     return Taken(full, paused)
+
+
+def _with_memory(g: _Guest, full: str) -> Taken:
+    if not g.running():
+        raise VmbundleError(
+            f"{g.name}: not running, so it has no memory to save; take a plain snapshot: "
+            f"vmbundle snapshot {g.name} {full.partition('@')[2]}"
+        )
+    downtime = memory_state.save(g.run, g.path)
+    stopped = time.monotonic()
+    try:
+        zfs.snapshot(full)
+    finally:
+        # The file belongs to the snapshot alone: the running guest's next start boots.
+        memory_state.discard(g.path)
+        qmp.execute(g.run, "cont")
+    return Taken(full, downtime + time.monotonic() - stopped, memory=True)
 
 
 def listing(settings: HostSettings, guest: str) -> list[zfs.Snapshot]:
@@ -132,8 +158,26 @@ def rollback(settings: HostSettings, guest: str, name: str, *, discard_newer: bo
                 f"{g.name}: running; a rollback is for a stopped guest: vmbundle stop "
                 f"{g.name} --wait, then roll back"
             )
+        # Whose guest it is does not go back in time: a snapshot taken before a
+        # promote or a take-over would otherwise make it another host's again.
+        record = _owner_bytes(g.path)
         zfs.rollback(full, discard_newer=discard_newer)
+        _restore_owner(g.path, record)
     return full
+
+
+def _owner_bytes(path: Path) -> bytes | None:
+    try:
+        return (path / owner.OWNER_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _restore_owner(path: Path, record: bytes | None) -> None:
+    if record is None:
+        (path / owner.OWNER_FILE).unlink(missing_ok=True)
+    else:
+        write_atomic(path / owner.OWNER_FILE, record)
 
 
 def full_name(settings: HostSettings, guest: str, name: str) -> str:
@@ -166,6 +210,9 @@ def clone(settings: HostSettings, source: str, new_name: str) -> Cloned:
     lifecycle.refuse_imported(new_name)
     zfs.clone(full, target)
     try:
+        # A new guest: no host has run it yet, and it boots afresh.
+        (path / owner.OWNER_FILE).unlink(missing_ok=True)
+        memory_state.discard(path)
         b = bundle.update_config(path, settings, _as_new_guest(new_name))
         imported = lifecycle.add_instance(b)
     except BaseException:

@@ -21,13 +21,15 @@ from vmbundle.guest.boot_record import BootRecord
 from vmbundle.guest.display import BASE_PORT
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
+from vmbundle.ops import ownership
 from vmbundle.ops.lifecycle import quick_config
 from vmbundle.service import state
 from vmbundle.service.state import UP, Instance
 from vmbundle.settings import HostSettings
 from vmbundle.units import format_size
-from vmbundle.vm import bundle, storage
+from vmbundle.vm import bundle, owner, storage
 from vmbundle.vm.model import VmConfig
+from vmbundle.vm.owner import Host
 
 NOT_IMPORTED = "not-imported"
 QMP_TIMEOUT = 5.0
@@ -42,6 +44,7 @@ class Row:
     display: int | None
     config: VmConfig | None
     bundle: str | None
+    home: str  # "" for this host's guest; else whose (vmbundle.ops.ownership.home_of)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +57,7 @@ class Row:
             "ram": format_size(self.config.ram) if self.config else None,
             "vcpus": self.config.vcpus if self.config else None,
             "bundle": self.bundle,
+            "home": self.home or None,
         }
 
 
@@ -84,7 +88,12 @@ def bundles_in_roots(settings: HostSettings, warn: Callable[[str], None]) -> lis
 
 
 def _row(
-    settings: HostSettings, name: str, fmri: str | None, now: tuple[str, str], path: str | None
+    settings: HostSettings,
+    name: str,
+    fmri: str | None,
+    now: tuple[str, str],
+    path: str | None,
+    me: Host | None,
 ) -> Row:
     record = running_record(RunPaths.for_guest(settings.run_dir, name))
     return Row(
@@ -95,6 +104,7 @@ def _row(
         display=record.display if record else None,
         config=quick_config(path),
         bundle=path,
+        home=ownership.home_of(Path(path), me) if path else "",
     )
 
 
@@ -102,19 +112,30 @@ def rows(settings: HostSettings, warn: Callable[[str], None]) -> list[Row]:
     """Every guest with an instance, and every bundle in the roots without one."""
     states = smf.states()
     paths = smf.bundle_paths()
+    me = this_host_or_none(warn)
     out = [
-        _row(settings, smf.instance_name(fmri), fmri, now, paths.get(fmri))
+        _row(settings, smf.instance_name(fmri), fmri, now, paths.get(fmri), me)
         for fmri, now in states.items()
     ]
     # A bundle is imported when an instance points at it, whatever its name: a
     # received copy beside its original shows up as not imported.
     imported = {os.path.realpath(p) for p in paths.values()}
     out += [
-        _row(settings, p.name, None, (NOT_IMPORTED, "-"), str(p))
+        _row(settings, p.name, None, (NOT_IMPORTED, "-"), str(p), me)
         for p in bundles_in_roots(settings, warn)
         if os.path.realpath(p) not in imported
     ]
     return sorted(out, key=lambda r: (r.name, r.fmri is None, r.bundle or ""))
+
+
+def this_host_or_none(warn: Callable[[str], None]) -> Host | None:
+    """This host, or None (and a line said) where hostid fails: the listing goes on
+    without telling replicas apart."""
+    try:
+        return owner.this_host()
+    except VmbundleError as exc:
+        warn(f"vmbundle: cannot tell this host's guests from replicas: {exc}")
+        return None
 
 
 def run_state(run: RunPaths) -> tuple[str | None, str | None]:

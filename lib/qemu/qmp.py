@@ -65,11 +65,18 @@ class Session:
             raise QmpUnavailable(f"{self.guest}: QMP: unexpected message {line[:80]!r}")
         return message
 
-    def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+    def execute(
+        self, command: str, arguments: dict[str, Any] | None = None, *, fd: int | None = None
+    ) -> Any:
+        """fd goes along with the command (SCM_RIGHTS), as getfd expects it."""
         request: dict[str, Any] = {"execute": command}
         if arguments:
             request["arguments"] = arguments
-        self._sock.sendall(json.dumps(request).encode() + b"\r\n")
+        data = json.dumps(request).encode() + b"\r\n"
+        if fd is None:
+            self._sock.sendall(data)
+        else:
+            socket.send_fds(self._sock, [data], [fd])
         while True:
             message = self._read()
             if "return" in message:

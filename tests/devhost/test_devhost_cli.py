@@ -65,7 +65,7 @@ def test_up_boots_kernel_tools_pool_and_config(tmp_path: Path, devhost_states: l
     )
     assert cachefile.stdout.split()[-2:] == ["none", "local"], cachefile.stdout
     assert pool.vms.is_relative_to(state) and pool.vdev.is_relative_to(state)
-    for tool in ("svccfg", "svcadm", "svcs", "svcprop", "kstat", "mdb", "pagesize"):
+    for tool in ("svccfg", "svcadm", "svcs", "svcprop", "kstat", "mdb", "pagesize", "hostid"):
         assert os.access(state / "bin" / tool, os.X_OK), tool
     kernel = arc.read(state)
     assert kernel.physmem == 16 * GIB

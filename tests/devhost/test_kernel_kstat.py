@@ -205,6 +205,17 @@ def test_pagesize_prints_4096(kernel_host: KernelHost) -> None:
     assert bad.stderr == "pagesize: illegal option -- x\nusage: pagesize [-a]\n"
 
 
+def test_hostid_is_eight_hex_digits_of_its_own_per_state_dir(
+    kernel_host: KernelHost, tmp_path: Path
+) -> None:
+    first = kernel_host.run("hostid")
+    assert first.returncode == 0 and re.fullmatch(r"[0-9a-f]{8}\n", first.stdout)
+    assert kernel_host.run("hostid").stdout == first.stdout  # the same every time
+    other = boot_kernel(tmp_path / "other", speed=1 << 30)
+    assert other.run("hostid").stdout != first.stdout
+    assert kernel_host.run("hostid", "-x").stdout == first.stdout  # operands ignored
+
+
 def test_kstat_values_are_live(tmp_path: Path) -> None:
     host = boot_kernel(tmp_path / "h", speed=1 << 40)  # evicts at once
     before = host.stat("size")

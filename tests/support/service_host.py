@@ -166,6 +166,10 @@ class ServiceHost:
             nudge(self.run_dir, "test")
             time.sleep(0.1)
 
+    def hostid(self) -> str:
+        """This devhost's emulated hostid, as the product reads it."""
+        return self.run("hostid").stdout.strip()
+
     def dataset(self, path: Path) -> str:
         """The ZFS dataset mounted at path."""
         out = self.run("zfs", "list", "-H", "-o", "name,mountpoint", "-t", "filesystem").stdout

@@ -100,13 +100,6 @@ def test_a_running_guest_goes_across_full_then_incremental(
     assert owner_of(a, "rep1")["released"] is True
     time.sleep(1.1)
     pipe(a, b, ["rep1", "--from", listed[1]["snapshot"]], ["--force"])
-    import subprocess as sp
-
-    print("LS", sp.run(["ls", "-la", str(b.roots / "rep1")], capture_output=True, text=True).stdout)
-    print(
-        "CAT", sp.run(["cat", str(b.roots / "rep1" / "owner.json")], capture_output=True, text=True)
-    )
-    print("LIST", b.vmbundle("list", "--json").stdout, b.vmbundle("list").stderr)
     assert home(b, "rep1") == f"replica of {NODE}"
     refused = b.vmbundle("start", "rep1", check=False)
     assert (refused.returncode, refused.stderr.count("\n")) == (96, 1)

@@ -1,9 +1,11 @@
-"""What every subcommand needs: the host settings, sizes, and a line to stderr."""
+"""What every subcommand needs: the host settings, sizes, a line to stderr, and a
+copy's progress on a terminal."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from vmbundle import settings
@@ -26,3 +28,19 @@ def size_argument(text: str, what: str) -> int:
 def say(line: str) -> None:
     """A line for the operator on stderr, at once (a start may take a while)."""
     print(line, file=sys.stderr, flush=True)
+
+
+def progress_printer(label: str) -> Callable[[float], None] | None:
+    """A copy's rising percentage on one terminal line; None when stderr is no terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(percent: float) -> None:
+        print(
+            f"\r{label}: {percent:5.1f}%",
+            end="" if percent < 100 else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show

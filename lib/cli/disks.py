@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from vmbundle.cli.common import host_settings, size_argument
+from vmbundle.cli.common import host_settings, progress_printer, size_argument
 from vmbundle.ops import disks
-from vmbundle.ops.disks import Progress
 from vmbundle.units import format_size
-
-
-def _progress_printer(label: str) -> Progress | None:
-    if not sys.stderr.isatty():
-        return None
-
-    def show(percent: float) -> None:
-        print(
-            f"\r{label}: {percent:5.1f}%",
-            end="" if percent < 100 else "\n",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    return show
 
 
 def cmd_disk(args: argparse.Namespace) -> int:
@@ -41,7 +24,7 @@ def _add(args: argparse.Namespace) -> int:
         fmt=args.format,
         bus=args.bus,
         cache=args.cache,
-        progress=_progress_printer(f"{args.guest}: copying {source.name}") if source else None,
+        progress=progress_printer(f"{args.guest}: copying {source.name}") if source else None,
     )
     d = added.disk
     print(f"{added.name}: added {d.id} ({format_size(d.size)}, {d.file})")

@@ -43,6 +43,8 @@ _COMMANDS = {
     "clone": ("snapshots", "cmd_clone"),
     "send": ("snapshots", "cmd_send"),
     "recv": ("snapshots", "cmd_recv"),
+    "export": ("interchange", "cmd_export"),
+    "import-config": ("interchange", "cmd_import_config"),
 }
 
 
@@ -265,6 +267,15 @@ def _parser() -> argparse.ArgumentParser:
     rv.add_argument(
         "--force", action="store_true", help="roll the replica back to its last snapshot first"
     )
+
+    ex = sub.add_parser("export", help="print the guest as libvirt domain XML or vmadm JSON")
+    ex.add_argument("guest")
+    ex.add_argument("--format", required=True, choices=["libvirt", "vmadm"])
+    ic = sub.add_parser("import-config", help="a new bundle from libvirt domain XML or vmadm JSON")
+    ic.add_argument("file", help="the document (virsh dumpxml, vmadm get)")
+    ic.add_argument("--format", required=True, choices=["libvirt", "vmadm"])
+    ic.add_argument("--name", required=True, help="the new guest's name")
+    ic.add_argument("--root", help="bundle root (default: the first configured)")
 
     us = sub.add_parser("user", help="the web console's users: add, list, remove")
     usub = us.add_subparsers(dest="user_command", required=True, metavar="add|list|remove")

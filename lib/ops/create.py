@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
@@ -11,7 +12,7 @@ from vmbundle.errors import GuestRunning, ToolMissing, UsageError, VmbundleError
 from vmbundle.guest import prepare
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
-from vmbundle.ops import lifecycle
+from vmbundle.ops import disks, lifecycle
 from vmbundle.ops.lifecycle import Imported
 from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle, codec, storage
@@ -58,12 +59,28 @@ def _root(settings: HostSettings, given: str | None) -> storage.BundleRoot:
     return storage.resolve_root(spec)
 
 
+@attrs.frozen
+class ImageSource:
+    """An image a new disk is copied from (converted to the disk's format)."""
+
+    path: Path
+    format: str | None  # None: as qemu-img finds it
+    progress: disks.Progress | None = None
+
+
 def create(
-    settings: HostSettings, cfg: VmConfig, root_spec: str | None, *, import_instance: bool
+    settings: HostSettings,
+    cfg: VmConfig,
+    root_spec: str | None,
+    *,
+    import_instance: bool,
+    images: Mapping[str, ImageSource] | None = None,
 ) -> Created:
     """Make the bundle of cfg (its directory or dataset, its disks, vm.json), and
-    with import_instance its disabled SMF instance. Everything is checked before
-    anything is made; a failure while making it takes away what was made."""
+    with import_instance its disabled SMF instance. A disk named in images (by id)
+    is a copy of that image, the others are new and empty. Everything is checked
+    before anything is made; a failure while making it takes away what was made."""
+    images = images or {}
     root = _root(settings, root_spec)
     # Everything `validate` checks, but the disks, before anything is made.
     cfg = check_document(codec.unstructure(cfg), root.path / cfg.name, settings, disks_made=False)
@@ -74,8 +91,27 @@ def create(
     with faults_of(cfg.name):
         path = storage.create_bundle_dir(root, cfg.name)
         try:
+            made_disks = []
             for disk in cfg.disks:
-                qemu_img.create(path / disk.file, disk.format, disk.size, binary=settings.qemu_img)
+                image = images.get(disk.id)
+                if image is None:
+                    qemu_img.create(
+                        path / disk.file, disk.format, disk.size, binary=settings.qemu_img
+                    )
+                    made_disks.append(disk)
+                    continue
+                size = disks.make_image(
+                    path / disk.file,
+                    image.path,
+                    None,
+                    disk.format,
+                    settings,
+                    image.progress,
+                    source_format=image.format,
+                )
+                # A copy is as large as its image, whatever the config guessed.
+                made_disks.append(attrs.evolve(disk, size=size))
+            cfg = attrs.evolve(cfg, disks=tuple(made_disks))
             bundle.save(path, cfg)
             made = bundle.load(path, settings)
         except BaseException:

@@ -42,22 +42,25 @@ class DiskResized:
     """"live" (through QMP, the guest sees it at once), "offline", or "unchanged"."""
 
 
-def _image_made(
+def make_image(
     target: Path,
     source: Path | None,
     size: int | None,
     fmt: str,
     settings: HostSettings,
     progress: Progress | None,
+    source_format: str | None = None,
 ) -> int:
-    """Make the disk's image at target; its virtual size."""
+    """Make the disk's image at target, empty or a copy of source (read as
+    source_format, else as qemu-img finds it); its virtual size."""
     if source is None:
         assert size is not None
         qemu_img.create(target, fmt, size, binary=settings.qemu_img)
         return size
-    src_info = qemu_img.info(source, binary=settings.qemu_img)
-    qemu_img.convert(source, src_info.format, target, fmt, progress, binary=settings.qemu_img)
-    if size is not None and size != src_info.virtual_size:
+    if source_format is None:
+        source_format = qemu_img.info(source, binary=settings.qemu_img).format
+    qemu_img.convert(source, source_format, target, fmt, progress, binary=settings.qemu_img)
+    if size is not None and size != qemu_img.info(target, binary=settings.qemu_img).virtual_size:
         qemu_img.resize(target, size, fmt, binary=settings.qemu_img)
     return qemu_img.info(target, binary=settings.qemu_img).virtual_size
 
@@ -93,7 +96,7 @@ def add(
         # A bad --bus, --format or --cache is refused before any image is made.
         check_document(_with_disk(b, new), path, settings, disks_made=False)
         try:
-            made = _image_made(target, source, size, fmt, settings, progress)
+            made = make_image(target, source, size, fmt, settings, progress)
             new = attrs.evolve(new, size=made)
             cfg = check_document(_with_disk(b, new), path, settings)
             bundle.save(path, cfg)

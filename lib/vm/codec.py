@@ -50,7 +50,7 @@ class ConfigProblems(VmbundleError):
         return ConfigError([p.line(guest) for p in self.problems])
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
@@ -65,7 +65,7 @@ def parse_json(data: bytes) -> Any:
         raise ConfigProblems([Problem("", f"vm.json is larger than {MAX_FILE_BYTES} bytes")])
     try:
         text = data.decode("utf-8")
-        doc = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+        doc = json.loads(text, object_pairs_hook=reject_duplicate_keys)
     except UnicodeDecodeError:
         raise ConfigProblems([Problem("", "vm.json is not UTF-8 text")]) from None
     except ValueError as exc:

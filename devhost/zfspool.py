@@ -45,9 +45,12 @@ STOP_TIMEOUT = 60.0  # zfs-fuse takes about 5 s to exit, longer with pools mount
 # a faulted pool that keeps every later daemon from being stopped.
 NO_CACHE = "cachefile=none"
 # Debian's /etc/zfs/zfsrc lets the kernel trust FUSE names and attributes for an
-# hour: after a receive replaced a file, its name still led to the old, deleted
-# file (ENOENT) on a mount that lists the new one. illumos has no such cache.
-KERNEL_CACHE_OFF = ("--fuse-attr-timeout", "0", "--fuse-entry-timeout", "0")
+# hour, and zfs-fuse keeps a file's pages cached across opens: after a receive, a
+# replaced file's name still led to the old, deleted file (ENOENT), and a file
+# changed in place read as it was before. illumos has neither cache.
+KERNEL_CACHE_OFF = (
+    "--fuse-attr-timeout", "0", "--fuse-entry-timeout", "0", "--disable-page-cache",
+)  # fmt: skip
 
 
 class ZfsError(RuntimeError):

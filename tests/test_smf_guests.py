@@ -87,7 +87,7 @@ def test_enable_boots_the_guest_and_disable_powers_it_off_through_acpi(
     assert f"qemu       pid {pid}, QMP: running" in text
     assert f"display    :{record.display} (VNC port {5900 + record.display})" in text
     row = next(r for r in host.vmbundle("list").stdout.splitlines() if r.startswith("acpi1 "))
-    assert row.split()[:5] == ["acpi1", "online", f":{record.display}", "128M", "1"]
+    assert row.split()[:6] == ["acpi1", "online", "here", f":{record.display}", "128M", "1"]
     # QEMU serves one client per monitor: while another holds control.qmp, status
     # says so instead of hanging.
     holder = socket.socket(socket.AF_UNIX)

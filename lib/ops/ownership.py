@@ -35,8 +35,7 @@ def check_start(settings: HostSettings, path: Path, *, take_over: bool) -> None:
     if take_over:
         promote_bundle(settings, path, take_over=True)
         return
-    record = owner.read(path, path.name)
-    owner.claim(path.name, record, owner.this_host(), owner.now(), promote=False, take_over=False)
+    owner.check_start(path, path.name)
 
 
 def promote_bundle(settings: HostSettings, path: Path, *, take_over: bool) -> Promoted:

@@ -184,6 +184,12 @@ def write(bundle_path: Path, record: Owner) -> None:
     write_atomic(bundle_path / OWNER_FILE, data)
 
 
+def check_start(bundle_path: Path, guest: str) -> None:
+    """Refuse (OwnerRefused) a start on this host that take() would refuse; writes nothing."""
+    current = read(bundle_path, guest)
+    claim(guest, current, this_host(), now(), promote=False, take_over=False)
+
+
 # --- under the bundle's lock --------------------------------------------------------
 
 

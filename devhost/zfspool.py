@@ -122,9 +122,10 @@ def daemon_pidfile() -> Path:
 
 
 @contextmanager
-def host_lock() -> Iterator[None]:
-    """Serialise starting, stopping and pool creation across processes."""
-    fd = os.open(host_dir() / "zfs-fuse.lock", os.O_RDWR | os.O_CREAT, 0o644)
+def host_lock(name: str = "zfs-fuse.lock") -> Iterator[None]:
+    """Serialise starting, stopping and pool creation across processes (another
+    name: another machine-wide daemon's decisions, such as the tests' libvirtd)."""
+    fd = os.open(host_dir() / name, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

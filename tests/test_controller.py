@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from support.screen import shows_banner
 from support.serial import SerialLog
-from support.service_host import VM, ServiceHost, service_host
+from support.service_host import VM, ServiceHost, two_service_hosts
 
 from vmbundle.adapters import controller_api
 from vmbundle.guest.process import pid_alive, running_pid
@@ -32,10 +32,8 @@ OUT = Path(os.environ.get("VMBUNDLE_TEST_OUTPUT", "/tmp/vmbundle-test-output")) 
 
 @pytest.fixture(scope="module")
 def hosts(zfs_pool: object) -> Iterator[tuple[ServiceHost, ServiceHost]]:
-    with service_host() as a, service_host() as b:
-        a.wait_controller()
-        b.wait_controller()
-        yield a, b
+    with two_service_hosts() as both:
+        yield both
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from support.disks import holds, write
 from support.host import VMBUNDLE
-from support.service_host import ServiceHost, service_host
+from support.service_host import ServiceHost, two_service_hosts
 
 pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
 
@@ -24,10 +24,8 @@ NODE = os.uname().nodename  # both devhosts run on this machine; their hostids d
 
 @pytest.fixture(scope="module")
 def hosts(zfs_pool: object) -> Iterator[tuple[ServiceHost, ServiceHost]]:
-    with service_host() as a, service_host() as b:
-        a.wait_controller()
-        b.wait_controller()
-        yield a, b
+    with two_service_hosts() as both:
+        yield both
 
 
 def pipe(a: ServiceHost, b: ServiceHost, send: list[str], recv: list[str]) -> tuple[str, str]:
@@ -46,6 +44,17 @@ def pipe(a: ServiceHost, b: ServiceHost, send: list[str], recv: list[str]) -> tu
     return said.decode(), receiver.stdout
 
 
+def sent_running(a: ServiceHost, b: ServiceHost, name: str, pattern: int) -> tuple[str, str]:
+    """name running on a with pattern on its disk, sent whole to b and imported there
+    (disabled); what send and recv said."""
+    a.create(name, "--disk", "16M")
+    a.vmbundle("start", name, "--wait")
+    write(a, name, "drive-disk0", pattern)
+    said = pipe(a, b, [name], [])
+    wait_state(b, name, "disabled")
+    return said
+
+
 def wait_state(host: ServiceHost, name: str, wanted: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while host.run("svcs", "-H", f"svc:/system/vmbundle/vm:{name}", check=False).returncode:
@@ -58,16 +67,11 @@ def test_a_running_guest_goes_across_full_then_incremental(
     hosts: tuple[ServiceHost, ServiceHost],
 ) -> None:
     a, b = hosts
-    a.create("rep1", "--disk", "16M")
-    a.vmbundle("start", "rep1", "--wait")
-    write(a, "rep1", "drive-disk0", 0xA1)
-
-    said, got = pipe(a, b, ["rep1"], [])
+    said, got = sent_running(a, b, "rep1", 0xA1)
     m = re.fullmatch(r"sent \S+@(vmbundle-\S+) \(full\); the guest was paused for \d+ ms\n", said)
     assert m, said
     first = m.group(1)
     assert got.startswith(f"received {b.dataset(b.roots)}/rep1@{first};"), got
-    wait_state(b, "rep1", "disabled")
     replica = b.roots / "rep1" / "disk0.qcow2"
     assert holds(replica, 0xA1)
 
@@ -124,11 +128,7 @@ def test_a_guest_whose_host_died_is_taken_over_deliberately(
     hosts: tuple[ServiceHost, ServiceHost],
 ) -> None:
     a, b = hosts
-    a.create("rep2", "--disk", "16M")
-    a.vmbundle("start", "rep2", "--wait")
-    write(a, "rep2", "drive-disk0", 0xC3)
-    pipe(a, b, ["rep2"], [])
-    wait_state(b, "rep2", "disabled")
+    sent_running(a, b, "rep2", 0xC3)
     # A "dies" here: its claim is never released. Promote alone will not take it.
     refused = b.vmbundle("promote", "rep2", check=False)
     assert refused.returncode == 96

@@ -80,14 +80,14 @@ def boot(
     until = time.monotonic() + seconds
     with ExitStack() as undo:
         # First, so a guest another host may be running changes nothing here.
-        owner.check_start(b.path, b.name)
+        me = owner.check_start(b.path, b.name)
         admission.reserve(settings, b.name, b.config, say, until=until)
         undo.callback(admission.release, settings, b.name, say)
         prepared = prepare.prepare(b, settings)
         undo.callback(prepare.finish, b.name, prepared.run, settings)
         # Claimed only now that nothing in the config can refuse the start, which
         # leaves a bad bundle as it was.
-        owner.take(settings.run_dir, b.path, b.name, promote=False, take_over=False)
+        owner.take(settings.run_dir, b.path, b.name, me, promote=False, take_over=False)
         undo.callback(owner.release_or_say, settings.run_dir, b.path, b.name, say)
         saved = memory_state.open_for_resume(b.path)
         proc = spawn(prepared, saved)

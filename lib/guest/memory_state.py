@@ -80,14 +80,12 @@ def _durable(path: Path) -> None:
 
 
 def open_for_resume(bundle_path: Path) -> int | None:
-    """A descriptor of the saved state for `-incoming fd:N`, or None when the bundle
-    has none. Inheritable, so QEMU gets it under the same number."""
+    """A descriptor of the saved state for `-incoming fd:N` (QEMU gets it through
+    pass_fds), or None when the bundle has none."""
     try:
-        fd = os.open(state_path(bundle_path), os.O_RDONLY)
+        return os.open(state_path(bundle_path), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    os.set_inheritable(fd, True)
-    return fd
 
 
 def discard(bundle_path: Path) -> None:

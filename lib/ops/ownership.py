@@ -56,7 +56,7 @@ def promote_bundle(settings: HostSettings, path: Path, *, take_over: bool) -> Pr
         writable = dataset
     if was is not None and not owner.is_foreign(was, me) and writable is None:
         return Promoted(name, was, was, None)  # this host's already
-    now = owner.take(settings.run_dir, path, name, promote=True, take_over=take_over)
+    now = owner.take(settings.run_dir, path, name, me, promote=True, take_over=take_over)
     return Promoted(name, was, now, writable)
 
 

@@ -184,18 +184,21 @@ def write(bundle_path: Path, record: Owner) -> None:
     write_atomic(bundle_path / OWNER_FILE, data)
 
 
-def check_start(bundle_path: Path, guest: str) -> None:
-    """Refuse (OwnerRefused) a start on this host that take() would refuse; writes nothing."""
-    current = read(bundle_path, guest)
-    claim(guest, current, this_host(), now(), promote=False, take_over=False)
+def check_start(bundle_path: Path, guest: str) -> Host:
+    """Refuse (OwnerRefused) a start on this host that take() would refuse; writes
+    nothing. This host, for the take() that follows."""
+    me = this_host()
+    claim(guest, read(bundle_path, guest), me, now(), promote=False, take_over=False)
+    return me
 
 
 # --- under the bundle's lock --------------------------------------------------------
 
 
-def take(run_dir: Path, bundle_path: Path, guest: str, *, promote: bool, take_over: bool) -> Owner:
-    """Claim the guest for this host (see claim) and write the record."""
-    me = this_host()
+def take(
+    run_dir: Path, bundle_path: Path, guest: str, me: Host, *, promote: bool, take_over: bool
+) -> Owner:
+    """Claim the guest for me, this host (see claim), and write the record."""
     with locks.bundle(run_dir, guest), faults_of(guest):
         try:
             current = read(bundle_path, guest)

@@ -12,7 +12,6 @@ by side never touch each other's.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import secrets
 import signal
@@ -22,12 +21,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from devhost.zfspool import host_dir
+from devhost.zfspool import host_dir, host_lock
+from vmbundle.guest.process import pid_alive
 
 URI = "qemu:///system"
 DAEMONS = ("virtlogd", "libvirtd")  # virtlogd first: libvirtd hands it each QEMU's log
 ANSWER_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
+LOCK = "vmbundle-test-libvirt.lock"
 
 
 def virsh(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -61,16 +62,6 @@ def _leases() -> Path:
     return path
 
 
-@contextmanager
-def _host_lock() -> Iterator[None]:
-    fd = os.open(host_dir() / "vmbundle-test-libvirt.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _our_pid(daemon: str) -> int | None:
     """The pid of a running daemon this code started, if there is one."""
     try:
@@ -79,16 +70,6 @@ def _our_pid(daemon: str) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if comm == daemon else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _start() -> None:
@@ -132,17 +113,17 @@ def _stop_ours() -> None:
 def libvirt_daemon() -> Iterator[str]:
     """A libvirtd that answers at URI for the with-block (started if none does)."""
     lease = _leases() / str(os.getpid())
-    with _host_lock():
+    with host_lock(LOCK):
         if not answers():
             _start()
         lease.touch()
     try:
         yield URI
     finally:
-        with _host_lock():
+        with host_lock(LOCK):
             lease.unlink(missing_ok=True)
             # A run killed without letting go leaves its lease; its pid tells.
-            live = [p for p in _leases().iterdir() if p.name.isdigit() and _alive(int(p.name))]
+            live = [p for p in _leases().iterdir() if p.name.isdigit() and pid_alive(int(p.name))]
             for stale in set(_leases().iterdir()) - set(live):
                 stale.unlink(missing_ok=True)
             if not live:

@@ -216,3 +216,13 @@ def service_host(*up_options: str, extra_config: str = "") -> Iterator[ServiceHo
     finally:
         tear_down(state)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@contextmanager
+def two_service_hosts() -> Iterator[tuple[ServiceHost, ServiceHost]]:
+    """Two devhosts side by side, each with its own pool, hostid and controller
+    (answering): two appliances, for what crosses from one to the other."""
+    with service_host() as a, service_host() as b:
+        a.wait_controller()
+        b.wait_controller()
+        yield a, b

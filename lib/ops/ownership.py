@@ -62,8 +62,8 @@ def promote_bundle(settings: HostSettings, path: Path, *, take_over: bool) -> Pr
 
 def home_of(path: Path, me: owner.Host | None) -> str:
     """How `list` shows whose guest a bundle is: "" for this host's (or no record),
-    "replica of NODE" when another host released it, "NODE's" while another host
-    holds it, "owner.json unreadable" for a bad record."""
+    "replica of NODE" when another host released it, "held by NODE" while another
+    host holds it, "owner.json unreadable" for a bad record."""
     try:
         record = owner.read(path, path.name)
     except owner.BadOwnerRecord:

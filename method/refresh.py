@@ -25,5 +25,7 @@ def refresh(fmri: str, bundle_read: smf.PropertyRead, say: Callable[[str], None]
         say(f"{name}: not running; the new configuration applies at the next start")
         return 0
     path = instance.bundle_path(fmri, name, bundle_read.value())
-    refreshing.refresh(run, record, path, lambda p: bundle.load(p, host_settings).config, say)
+    refreshing.refresh(
+        host_settings, run, record, path, lambda p: bundle.load(p, host_settings).config, say
+    )
     return 0

@@ -93,6 +93,7 @@ def booted(tmp_path: Path) -> Iterator[Guest]:
             display=None,
             vnc_listen="127.0.0.1",
             isos={"cd0": test_guest_iso()},
+            host_cpus=2,
         )
         log = run.dir / "qemu.log"
         with log.open("wb") as out:

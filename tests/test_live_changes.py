@@ -7,9 +7,24 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vmbundle.guest.live_changes import MediaChange, plan
+import attrs
+
+from vmbundle.guest import live_changes
+from vmbundle.guest.live_changes import (
+    FORK_REASON,
+    OLD_BOOT_REASON,
+    AddCpus,
+    MediaChange,
+    Room,
+    SetRam,
+    plan,
+)
+from vmbundle.qemu.capacity import Capacity
 from vmbundle.vm import codec
-from vmbundle.vm.model import VmConfig
+from vmbundle.vm.model import GiB, MiB, VmConfig
+
+# A modern boot of vm(): 1G and 2 vCPUs, room for 4 vCPUs and 2G in 8 slots.
+ROOM = Room("modern", Capacity(max_vcpus=4, max_ram=2 * GiB, slots=8, balloon=True), 1 * GiB)
 
 
 def vm(**changes: Any) -> VmConfig:
@@ -41,14 +56,93 @@ def test_an_iso_put_in_swapped_or_taken_out_changes_live() -> None:
     assert p.applied == wanted
 
 
-def test_ram_and_vcpus_wait_for_the_next_start() -> None:
+def test_a_boot_without_room_changes_only_media() -> None:
     p = plan(vm(), vm(ram="2G", vcpus=4))
-    assert p.media == ()
+    assert p.media == () and p.steps == ()
     assert p.pending == (
-        "ram: 1G now, 2G from the next start",
-        "vcpus: 2 now, 4 from the next start",
+        f"ram: 1G now, 2G from the next start; {OLD_BOOT_REASON}",
+        f"vcpus: 2 now, 4 from the next start; {OLD_BOOT_REASON}",
     )
     assert p.applied == vm()
+
+
+def test_vcpus_go_up_live_to_the_boots_maximum_and_down_only_at_the_next_start() -> None:
+    p = plan(vm(), vm(vcpus=4), ROOM)
+    assert p.steps == (AddCpus(2, 4),) and p.pending == ()
+    assert p.applied.vcpus == 4
+    assert plan(vm(), vm(vcpus=1), ROOM).pending == (
+        "vcpus: 2 now, 1 from the next start; a vCPU cannot be taken out of a running guest",
+    )
+    assert plan(vm(), vm(vcpus=5), ROOM).pending == (
+        "vcpus: 2 now, 5 from the next start; this boot can have at most 4 (its max_vcpus); "
+        "raise max_vcpus, then restart",
+    )
+
+
+def test_ram_grows_by_a_dimm_of_whole_steps_and_the_balloon_takes_the_rest() -> None:
+    assert plan(vm(), vm(ram="1280M"), ROOM).steps == (SetRam(1 * GiB, 1280 * MiB, 256 * MiB),)
+    # 100M more needs one 128M step; the balloon holds the guest at 1124M.
+    assert plan(vm(), vm(ram="1124M"), ROOM).steps == (SetRam(1 * GiB, 1124 * MiB, 128 * MiB),)
+    # Below what is plugged (after an earlier lowering): the balloon alone.
+    lowered = vm(ram="512M")
+    assert plan(lowered, vm(), ROOM).steps == (SetRam(512 * MiB, 1 * GiB, 0),)
+    assert plan(vm(), lowered, ROOM).steps == (SetRam(1 * GiB, 512 * MiB, 0),)
+
+
+def test_ram_beyond_the_boots_maximum_or_slots_waits_with_the_reason() -> None:
+    assert plan(vm(), vm(ram="3G"), ROOM).pending == (
+        "ram: 1G now, 3G from the next start; this boot can grow to 2G (its max_ram) in steps "
+        "of 128M; raise max_ram, then restart",
+    )
+    full = attrs.evolve(ROOM, dimms=8)
+    assert plan(vm(), vm(ram="1280M"), full).pending == (
+        "ram: 1G now, 1280M from the next start; this boot's 8 memory slots are all used; "
+        "restart to take the memory into the boot's own",
+    )
+
+
+def test_disks_and_nics_come_and_go_where_a_bus_takes_hotplug() -> None:
+    wanted = vm(
+        disks=[
+            {"id": "disk1", "file": "disk1.qcow2", "size": "1G"},
+            {"id": "disk2", "file": "disk2.qcow2", "size": "1G", "bus": "sata"},
+            {"id": "disk3", "file": "disk3.qcow2", "size": "1G", "bus": "scsi"},
+        ],
+        nics=[
+            {"id": "net1", "mac": "52:54:00:12:34:57", "backend": {"type": "user"}},
+            {"id": "net2", "backend": {"type": "user"}},
+        ],
+    )
+    p = plan(vm(), wanted, ROOM)
+    kinds = [type(s).__name__ for s in p.steps]
+    # Removals first: they free the PCI places and the memory that additions take.
+    assert kinds == ["RemoveDisk", "RemoveNic", "AddDisk", "AddNic"]
+    assert [live_changes.path_of(s) for s in p.steps] == [
+        "disks.disk0",
+        "nics.net0",
+        "disks.disk1",
+        "nics.net1",
+    ]
+    assert p.pending == (
+        "disks.disk2: added in vm.json, from the next start; an SATA disk cannot be added to a "
+        "running guest; use virtio or scsi",
+        "disks.disk3: added in vm.json, from the next start; this boot has no SCSI controller "
+        "to add it to; use virtio, or restart",
+        "nics.net2: added in vm.json, from the next start; it has no MAC yet; give it one "
+        "(mac=...)",
+    )
+
+
+def test_the_illumos_fork_changes_media_and_nothing_else_live() -> None:
+    fork = Room("illumos-kvm", None, 1 * GiB)
+    wanted = vm(vcpus=4, nics=[], cdroms=[{"id": "cd0", "iso": "x.iso"}, {"id": "cd1"}])
+    p = plan(vm(), wanted, fork)
+    assert p.steps == ()
+    assert p.media == (MediaChange("cd0", "x.iso"), MediaChange("cd1", None))
+    assert p.pending == (
+        f"vcpus: 2 now, 4 from the next start; {FORK_REASON}",
+        f"nics.net0: removed in vm.json, present until the next start; {FORK_REASON}",
+    )
 
 
 def test_policies_apply_at_once_without_a_restart() -> None:
@@ -74,7 +168,7 @@ def test_a_new_drive_or_nic_is_pending_and_an_iso_in_it_is_not_inserted() -> Non
     assert p.media == ()
     assert p.pending == (
         "cdroms.cd2: added in vm.json, from the next start",
-        "nics.net0: removed in vm.json, present until the next start",
+        f"nics.net0: removed in vm.json, present until the next start; {OLD_BOOT_REASON}",
     )
 
 
@@ -91,23 +185,30 @@ def test_a_drive_moved_to_another_bus_keeps_its_medium_until_the_restart() -> No
 
 
 @given(
-    ram=st.sampled_from(["1G", "2G"]),
+    ram=st.sampled_from(["512M", "1G", "1124M", "2G", "3G"]),
+    vcpus=st.integers(1, 6),
     isos=st.lists(st.sampled_from([None, "a.iso", "b.iso"]), min_size=2, max_size=2),
     stop_timeout=st.integers(1, 600),
 )
 def test_applying_the_plan_then_planning_again_leaves_only_the_pending(
-    ram: str, isos: list[str | None], stop_timeout: int
+    ram: str, vcpus: int, isos: list[str | None], stop_timeout: int
 ) -> None:
     wanted = vm(
         ram=ram,
+        vcpus=vcpus,
         stop_timeout=stop_timeout,
         cdroms=[{"id": "cd0", "iso": isos[0]}, {"id": "cd1", "iso": isos[1]}],
     )
-    first = plan(vm(), wanted)
-    second = plan(first.applied, wanted)
-    assert second.media == ()
+    first = plan(vm(), wanted, ROOM)
+    plugged = sum(s.dimm for s in first.steps if isinstance(s, SetRam))
+    after = attrs.evolve(
+        ROOM, plugged_ram=ROOM.plugged_ram + plugged, dimms=ROOM.dimms + bool(plugged)
+    )
+    second = plan(first.applied, wanted, after)
+    assert second.media == () and second.steps == ()
     assert second.pending == first.pending
-    assert (first.pending == ()) == (ram == "1G")
+    # Only what the boot has no room for waits.
+    assert (first.pending == ()) == (ram != "3G" and 2 <= vcpus <= 4)
 
 
 def test_each_profile_gets_its_own_media_commands() -> None:

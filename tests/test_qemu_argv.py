@@ -59,6 +59,7 @@ def facts(profile: Profile = MODERN, **changes: Any) -> ArgvFacts:
         display=7,
         vnc_listen="127.0.0.1",
         isos={},
+        host_cpus=4,
     )
     return attrs.evolve(base, **changes)
 
@@ -559,6 +560,7 @@ KEYS = {
     "serial",
     "uuid",
     "id",
+    "chassis",
     "path",
     "server",
     "wait",
@@ -719,6 +721,7 @@ def scenarios(draw: st.DrawFn) -> tuple[VmConfig, ArgvFacts]:
         run=RunPaths.for_guest(run_dir, cfg.name),
         display=draw(st.one_of(st.none(), st.integers(0, 99))),
         isos=isos,
+        host_cpus=draw(st.integers(1, 64)),
     )
     return cfg, f
 

@@ -107,6 +107,7 @@ def test_modern_argv_boots_and_qmp_sees_its_devices(tmp_path: Path) -> None:
             display=display,
             vnc_listen="127.0.0.1",
             isos={"cd0": None},
+            host_cpus=2,
         )
         argv = build_argv(cfg, facts)
         log = run.dir / "qemu.log"

@@ -1,4 +1,4 @@
-"""disk add and disk resize."""
+"""disk add, remove and resize."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import argparse
 from pathlib import Path
 
 from vmbundle.cli.common import host_settings, progress_printer, size_argument
+from vmbundle.cli.edit import report_refresh
 from vmbundle.ops import disks
 from vmbundle.units import format_size
 
 
 def cmd_disk(args: argparse.Namespace) -> int:
-    return _add(args) if args.disk_command == "add" else _resize(args)
+    if args.disk_command == "add":
+        return _add(args)
+    return _remove(args) if args.disk_command == "remove" else _resize(args)
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -27,7 +30,23 @@ def _add(args: argparse.Namespace) -> int:
         progress=progress_printer(f"{args.guest}: copying {source.name}") if source else None,
     )
     d = added.disk
-    print(f"{added.name}: added {d.id} ({format_size(d.size)}, {d.file})")
+    report_refresh(added.name, f"added {d.id} ({format_size(d.size)}, {d.file})", added.refreshed)
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    done = disks.remove(host_settings(args), args.guest, args.disk, delete=args.delete)
+    d = done.disk
+    report_refresh(done.name, f"removed {d.id} from vm.json", done.refreshed)
+    if done.deleted:
+        print(f"{done.name}: deleted {d.file}")
+    elif args.delete:
+        print(
+            f"{done.name}: {d.file} kept: the running guest still has {d.id} attached; "
+            f"delete it once it has let go, or after the guest stops"
+        )
+    else:
+        print(f"{done.name}: {d.file} stays in the bundle")
     return 0
 
 

@@ -6,17 +6,27 @@ import argparse
 
 from vmbundle.cli.common import host_settings
 from vmbundle.ops import edit
+from vmbundle.ops.edit import Refreshed
+
+
+def report_refresh(name: str, what: str, r: Refreshed | None) -> None:
+    """The edit, then what the running guest took live and what waits."""
+    if r is None:
+        print(f"{name}: {what}")
+        return
+    print(f"{name}: {what}; the running guest takes what it can now (svcadm refresh {r.fmri})")
+    if not r.finished:
+        print(f"{name}: the refresh has not finished; vmbundle status {name} shows it")
+        return
+    for line in r.live:
+        print(f"{name}: live: {line}")
+    for line in r.pending:
+        print(f"{name}: pending until the next start: {line}")
 
 
 def cmd_set(args: argparse.Namespace) -> int:
     done = edit.set_keys(host_settings(args), args.guest, args.assignments)
-    if done.refreshed:
-        print(
-            f"{done.name}: saved; the running guest takes what it can now "
-            f"(vmbundle status {done.name} lists what waits for its next start)"
-        )
-    else:
-        print(f"{done.name}: saved")
+    report_refresh(done.name, "saved", done.refreshed)
     return 0
 
 
@@ -26,10 +36,5 @@ def cmd_iso(args: argparse.Namespace) -> int:
         done = edit.iso_attach(settings, args.guest, args.iso, args.drive)
     else:
         done = edit.iso_detach(settings, args.guest, args.drive)
-    if done.refreshed:
-        print(
-            f"{done.name}: saved; changing the running guest's drive (svcadm refresh {done.refreshed})"
-        )
-    else:
-        print(f"{done.name}: saved")
+    report_refresh(done.name, "saved", done.refreshed)
     return 0

@@ -92,6 +92,18 @@ def status_lines(s: dict[str, Any]) -> list[str]:
         out.append(line("display", f":{s['display']} (VNC port {s['vnc_port']})"))
     if s["started"]:
         out.append(line("started", s["started"]))
+    room = s.get("room")
+    if room:
+        out.append(
+            line(
+                "size",
+                f"{room['vcpus']} of at most {room['max_vcpus']} vCPUs, "
+                f"{format_size(room['ram'])} of at most {format_size(room['max_ram'])} "
+                f"({room['dimms']} of {room['slots']} memory slots used)",
+            )
+        )
+    for i, change in enumerate(s.get("live", [])):
+        out.append(line("live" if i == 0 else "", change))
     for i, change in enumerate(s["pending"]):
         out.append(line("pending" if i == 0 else "", change))
     out.append(line("bundle", s["bundle"] or "-"))

@@ -21,6 +21,7 @@ _COMMANDS = {
     "set": ("edit", "cmd_set"),
     "disk": ("disks", "cmd_disk"),
     "iso": ("edit", "cmd_iso"),
+    "nic": ("nics", "cmd_nic"),
     "run": ("run", "cmd_run"),
     "import": ("service", "cmd_import"),
     "forget": ("service", "cmd_forget"),
@@ -125,8 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("guest")
     st.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
 
-    dk = sub.add_parser("disk", help="add or resize a disk")
-    dsub = dk.add_subparsers(dest="disk_command", required=True, metavar="add|resize")
+    dk = sub.add_parser("disk", help="add, remove or resize a disk (live when the guest runs)")
+    dsub = dk.add_subparsers(dest="disk_command", required=True, metavar="add|remove|resize")
     da = dsub.add_parser("add", help="add a disk (a new image, or a copy of --from IMAGE)")
     da.add_argument("guest")
     da.add_argument("size", nargs="?", help="size, like 20G (default with --from: the image's)")
@@ -136,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
     da.add_argument("--bus", default="virtio")
     da.add_argument("--format", default="qcow2")
     da.add_argument("--cache", default="writeback")
+    drm = dsub.add_parser("remove", help="take a disk out; its image stays unless --delete")
+    drm.add_argument("guest")
+    drm.add_argument("disk", help="disk id, like disk1")
+    drm.add_argument(
+        "--delete", action="store_true", help="delete the image too, once no QEMU has it open"
+    )
     dr = dsub.add_parser("resize", help="grow a disk (live when the guest runs)")
     dr.add_argument("guest")
     dr.add_argument("disk", help="disk id, like disk0")
@@ -143,6 +150,23 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument(
         "--allow-shrink", action="store_true", help="allow a smaller size (loses data at the end)"
     )
+
+    nc = sub.add_parser("nic", help="add or remove a network card (live when the guest runs)")
+    nsub = nc.add_subparsers(dest="nic_command", required=True, metavar="add|remove")
+    na = nsub.add_parser("add", help="add a NIC; its MAC is chosen now and kept")
+    na.add_argument("guest")
+    na.add_argument(
+        "backend",
+        nargs="?",
+        default="user",
+        metavar="user|vnic:L|tap:L|bridge:L",
+        help="where its traffic goes (default: user)",
+    )
+    na.add_argument("--model", default="virtio", help="virtio (default) or e1000")
+    na.add_argument("--mac", help="a MAC like 52:54:00:12:34:56 (default: a new one)")
+    nr = nsub.add_parser("remove", help="take a NIC out")
+    nr.add_argument("guest")
+    nr.add_argument("nic", help="NIC id, like net1")
 
     i = sub.add_parser("iso", help="put an ISO in a CD-ROM drive, or take it out")
     isub = i.add_subparsers(dest="iso_command", required=True, metavar="attach|detach")

@@ -162,7 +162,7 @@ def export(cfg: VmConfig, bundle: Path, domain_type: str) -> Exported:
 
     if cfg.boot_once is not None:
         left_out("boot_once", cfg.boot_once)
-    for name in ("stop_timeout", "autostart"):
+    for name in ("stop_timeout", "autostart", "max_vcpus", "max_ram", "unplug_timeout"):
         value = getattr(cfg, name)
         if value != field_default(VmConfig, name):
             left_out(name, json.dumps(value))

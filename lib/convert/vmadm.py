@@ -147,7 +147,17 @@ def export(cfg: VmConfig, bundle: Path) -> Exported:
     for i, cd in enumerate(c for c in cfg.cdroms if c.iso is not None):
         if cd.id != f"cd{i}":
             left_out(f"cdroms[{i}].id", cd.id)
-    for name in ("description", "machine", "stop_timeout", "on_poweroff", "on_reboot", "on_crash"):
+    for name in (
+        "description",
+        "machine",
+        "stop_timeout",
+        "on_poweroff",
+        "on_reboot",
+        "on_crash",
+        "max_vcpus",
+        "max_ram",
+        "unplug_timeout",
+    ):
         value = getattr(cfg, name)
         if value != field_default(VmConfig, name):
             left_out(name, _json(value))

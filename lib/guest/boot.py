@@ -113,6 +113,8 @@ def boot(
             started=time.time(),
             fmri=fmri,
             display=prepared.display,
+            capacity=prepared.capacity,
+            boot_ram=cfg.ram,
         )
         boot_record.write(prepared.run, record)
         forget_boot_once(settings, prepared.bundle, say)

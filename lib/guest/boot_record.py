@@ -16,6 +16,7 @@ import attrs
 
 from vmbundle.atomic import write_atomic
 from vmbundle.guest.rundir import RunPaths
+from vmbundle.qemu.capacity import Capacity
 from vmbundle.vm import codec
 from vmbundle.vm.model import VmConfig
 
@@ -35,7 +36,23 @@ class BootRecord:
     """The SMF instance; None for `vmbundle run`."""
     display: int | None = None
     pending: tuple[str, ...] = ()
-    """Changes in vm.json that wait for the next start, one line each."""
+    """Changes in vm.json that wait for the next start, one line each (with why)."""
+    capacity: Capacity | None = None
+    """How far this boot can grow live; None: nothing but media changes live."""
+    boot_ram: int | None = None
+    """The memory QEMU started with (-m size); DIMMs come on top of it."""
+    dimms: tuple[tuple[str, int], ...] = ()
+    """The DIMMs plugged live: (device id, bytes), oldest first."""
+    live: tuple[str, ...] = ()
+    """The changes refreshes made live in this boot, one line each, oldest first."""
+    refreshes: int = 0
+    """How many refreshes have finished, so a caller can wait for the one it asked for."""
+
+    @property
+    def plugged_ram(self) -> int:
+        """The memory the guest has now, before the balloon: the boot's plus the DIMMs'."""
+        boot = self.boot_ram if self.boot_ram is not None else self.config.ram
+        return boot + sum(size for _, size in self.dimms)
 
     def to_json(self) -> bytes:
         doc: dict[str, Any] = {
@@ -47,6 +64,11 @@ class BootRecord:
             "fmri": self.fmri,
             "display": self.display,
             "pending": list(self.pending),
+            "capacity": None if self.capacity is None else self.capacity.to_json(),
+            "boot_ram": self.boot_ram,
+            "dimms": [list(d) for d in self.dimms],
+            "live": list(self.live),
+            "refreshes": self.refreshes,
         }
         return (json.dumps(doc, indent=2) + "\n").encode()
 
@@ -62,6 +84,11 @@ class BootRecord:
             fmri=doc.get("fmri"),
             display=doc.get("display"),
             pending=tuple(str(p) for p in doc.get("pending", ())),
+            capacity=None if doc.get("capacity") is None else Capacity.from_json(doc["capacity"]),
+            boot_ram=None if doc.get("boot_ram") is None else int(doc["boot_ram"]),
+            dimms=tuple((str(i), int(n)) for i, n in doc.get("dimms", ())),
+            live=tuple(str(x) for x in doc.get("live", ())),
+            refreshes=int(doc.get("refreshes", 0)),
         )
 
 

@@ -17,12 +17,15 @@ from vmbundle.errors import GuestRunning
 from vmbundle.guest import display
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
+from vmbundle.qemu import capacity
 from vmbundle.qemu import profile as qemu_profile
 from vmbundle.qemu.argv import ArgvFacts, build_argv
+from vmbundle.qemu.capacity import Capacity
 from vmbundle.qemu.profile import Profile
 from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle as bundle_mod
 from vmbundle.vm.bundle import Bundle, Document
+from vmbundle.vm.checks import HostMeans
 from vmbundle.vm.model import VmConfig
 
 
@@ -87,6 +90,8 @@ class Prepared:
     display: int | None
     argv: tuple[str, ...]
     profile: Profile
+    capacity: Capacity
+    """How far this boot can grow live (the argv's maxcpus, maxmem and spare ports)."""
 
 
 def command_line(
@@ -109,8 +114,13 @@ def command_line(
         display=display_number if b.config.vnc.enabled else None,
         vnc_listen=settings.vnc_listen,
         isos=iso_paths(b),
+        host_cpus=host_cpus(),
     )
     return build_argv(b.config, facts)
+
+
+def host_cpus() -> int:
+    return HostMeans.of_this_host().cpus
 
 
 def check_runnable(b: Bundle, settings: HostSettings) -> None:
@@ -167,7 +177,10 @@ def prepare(b: Bundle, settings: HostSettings) -> Prepared:
     except BaseException:
         finish(b.name, run, settings)
         raise
-    return Prepared(bundle=b, run=run, display=number, argv=tuple(argv), profile=profile)
+    room = capacity.of(b.config, profile, host_cpus())
+    return Prepared(
+        bundle=b, run=run, display=number, argv=tuple(argv), profile=profile, capacity=room
+    )
 
 
 def clear_run_dir(run: RunPaths) -> None:

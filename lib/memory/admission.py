@@ -101,6 +101,59 @@ def reserve(
     return decision
 
 
+def resize(settings: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decision | None:
+    """Charge a running guest anew for cfg, its ram or vCPUs changed live. A
+    larger charge is admitted as a start's is, and the ARC has come down before
+    this returns; AdmissionRefused (the old charge and ARC maximum kept) when it
+    does not fit or the ARC does not shrink in time. A smaller charge always
+    fits. None when the host has no ARC to manage."""
+    arc_backend = backend(settings)
+    if arc_backend is None:
+        return None
+    amount = policy.charge(cfg.ram, cfg.vcpus, settings.overhead_model())
+    with memory_ledger.locked(settings.run_dir) as book:
+        state = arc_backend.read()
+        mem = host_memory(settings, state, book.ledger)
+        before = book.ledger
+        held = before.charges.get(guest)
+        decision = policy.admit(mem, before.amounts(), guest, amount)
+        if decision.admitted:
+            amounts, arc_max = dict(decision.charges), decision.arc_max
+        elif held is not None and amount <= held.bytes:
+            # Giving back never needs room, even on a host already overcommitted.
+            amounts, arc_max = policy.reconcile(mem, before.amounts(), [], {guest: amount})
+        else:
+            raise AdmissionRefused(decision.line(guest))
+        new = {} if held is not None else {guest: Charge.mine(amount)}
+        book.save(_ledger(mem, before, amounts, new))
+        try:
+            _set_max(arc_backend, state, arc_max)
+        except VmbundleError:
+            book.save(before)
+            raise
+    if held is not None and amount == held.bytes:
+        return decision
+    say(decision.line(guest) if decision.admitted else f"{guest}: memory charge lowered")
+    if arc_max >= state.size:
+        return decision
+    try:
+        _wait_for_shrink(
+            settings, arc_backend, guest, arc_max, float(settings.memory_shrink_timeout), say
+        )
+    except AdmissionRefused:
+        # Back to the charge held before; other guests may have come or gone since.
+        with memory_ledger.locked(settings.run_dir) as book:
+            now = arc_backend.read()
+            mem = host_memory(settings, now, book.ledger)
+            gone = [] if held is not None else [guest]
+            kept = {guest: held.bytes} if held is not None else {}
+            amounts, arc_max = policy.reconcile(mem, book.ledger.amounts(), gone, kept)
+            _set_max(arc_backend, now, arc_max)
+            book.save(_ledger(mem, book.ledger, amounts, {}))
+        raise
+    return decision
+
+
 def _wait_for_shrink(
     settings: HostSettings,
     arc_backend: ArcBackend,

@@ -1,4 +1,4 @@
-"""disk add and disk resize, each under the bundle's lock from the choice of id
+"""disk add, remove and resize, each under the bundle's lock from the choice of id
 and file to vm.json written back, so disks added at once each get their own."""
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ import attrs
 from vmbundle import locks
 from vmbundle.adapters import qemu_img
 from vmbundle.errors import GuestRunning, UsageError, VmbundleError, faults_of
+from vmbundle.guest import boot_record
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
+from vmbundle.ops import edit
+from vmbundle.ops.edit import Refreshed
 from vmbundle.qemu import profile as qemu_profile
 from vmbundle.qemu import qmp
 from vmbundle.settings import HostSettings
@@ -21,7 +24,7 @@ from vmbundle.units import format_size
 from vmbundle.vm import bundle, codec
 from vmbundle.vm.bundle import Bundle
 from vmbundle.vm.checks import check_document
-from vmbundle.vm.model import Disk
+from vmbundle.vm.model import Disk, VmConfig
 
 # Called with a rising percentage while an image is copied in.
 Progress = qemu_img.ProgressCallback
@@ -31,6 +34,17 @@ Progress = qemu_img.ProgressCallback
 class DiskAdded:
     name: str
     disk: Disk
+    refreshed: Refreshed | None = None
+    """The running guest's refresh, which attaches the disk live."""
+
+
+@attrs.frozen
+class DiskRemoved:
+    name: str
+    disk: Disk
+    refreshed: Refreshed | None
+    deleted: bool
+    """Whether the image went too (--delete, once no QEMU has it open)."""
 
 
 @attrs.frozen
@@ -83,9 +97,7 @@ def add(
         raise UsageError(f"{name}: give a SIZE, or --from IMAGE")
     with locks.bundle(settings.run_dir, name), faults_of(name):
         b = bundle.load(path, settings)
-        if running_pid(RunPaths.for_guest(settings.run_dir, name)) is not None:
-            raise GuestRunning(f"{name}: running; stop it before adding a disk")
-        disk_id = b.config.free_device_id("disk")
+        disk_id = _free_disk_id(b)
         file = f"{disk_id}.{'qcow2' if fmt == 'qcow2' else 'img'}"
         target = b.disk_path(file)
         if os.path.lexists(target):
@@ -103,7 +115,59 @@ def add(
         except BaseException:
             _remove(target)
             raise
-    return DiskAdded(name, new)
+    return DiskAdded(name, new, edit.refresh_if_running(settings, Bundle(path, cfg)))
+
+
+def _free_disk_id(b: Bundle) -> str:
+    """The first diskN free in vm.json whose image file is free too: a disk taken
+    out of vm.json may keep its image in the bundle (disk remove without --delete)."""
+    n = 0
+    while True:
+        disk_id = f"disk{n}"
+        taken = disk_id in b.config.device_ids() or any(
+            os.path.lexists(b.disk_path(f"{disk_id}.{ext}")) for ext in ("qcow2", "img")
+        )
+        if not taken:
+            return disk_id
+        n += 1
+
+
+def remove(settings: HostSettings, guest: str, disk_id: str, *, delete: bool) -> DiskRemoved:
+    """Take a disk out of vm.json (a running guest lets go of it live), and with
+    delete its image too, unless a running QEMU still has it attached."""
+    path = bundle.locate(settings, guest)
+    name = path.name
+    with locks.bundle(settings.run_dir, name), faults_of(name):
+        b = bundle.load(path, settings)
+        disk = next((d for d in b.config.disks if d.id == disk_id), None)
+        if disk is None:
+            ids = ", ".join(d.id for d in b.config.disks) or "none"
+            raise UsageError(f"{name}: no disk {disk_id!r}; disks: {ids}")
+        doc = codec.unstructure(
+            attrs.evolve(b.config, disks=tuple(d for d in b.config.disks if d.id != disk_id))
+        )
+        cfg = check_document(doc, path, settings)
+        bundle.save(path, cfg)
+    refreshed = edit.refresh_if_running(settings, Bundle(path, cfg))
+    deleted = False
+    if delete and not _attached(settings, name, disk) and not _shared(cfg, disk):
+        with locks.bundle(settings.run_dir, name), faults_of(name):
+            b.disk_path(disk.file).unlink(missing_ok=True)
+        deleted = True
+    return DiskRemoved(name, disk, refreshed, deleted)
+
+
+def _attached(settings: HostSettings, name: str, disk: Disk) -> bool:
+    run = RunPaths.for_guest(settings.run_dir, name)
+    record = boot_record.read(run)
+    if running_pid(run) is None:
+        return False
+    # No record (a boot vmbundle did not write): assume QEMU has every image open.
+    return record is None or any(d.file == disk.file for d in record.config.disks)
+
+
+def _shared(cfg: VmConfig, disk: Disk) -> bool:
+    return any(d.file == disk.file for d in cfg.disks)
 
 
 def _with_disk(b: Bundle, disk: Disk) -> dict[str, object]:
@@ -152,7 +216,7 @@ def resize(
                 raise GuestRunning(
                     f"{name}: this QEMU cannot resize a disk live; stop the guest first"
                 )
-            qmp.execute(run, "block_resize", {"device": f"drive-{disk.id}", "size": size})
+            _resize_live(run, disk.id, size)
             how = "live"
         else:
             qemu_img.resize(
@@ -166,3 +230,16 @@ def resize(
         cfg = check_document(codec.unstructure(new_cfg), path, settings)
         bundle.save(path, cfg)
     return DiskResized(name, disk.id, size, how)
+
+
+def _resize_live(run: RunPaths, disk_id: str, size: int) -> None:
+    # A boot's disk is a -drive backend named drive-ID; one attached live is a
+    # block node of that name, which block_resize takes as node-name.
+    drive = f"drive-{disk_id}"
+    try:
+        qmp.execute(run, "block_resize", {"device": drive, "size": size})
+    except qmp.QmpError as exc:
+        try:
+            qmp.execute(run, "block_resize", {"node-name": drive, "size": size})
+        except qmp.QmpError:
+            raise exc from None

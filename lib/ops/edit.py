@@ -6,6 +6,7 @@ and the rest shows as pending."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import attrs
@@ -21,29 +22,55 @@ from vmbundle.vm.bundle import Bundle, Document
 from vmbundle.vm.fields import Invalid
 from vmbundle.vm.model import Cdrom, VmConfig
 
+# The refresh method's own timeout in the manifest (manifests/vm.xml).
+REFRESH_WAIT_SECONDS = 900.0
+
+
+@attrs.frozen
+class Refreshed:
+    """What the refresh asked for a running guest did, as its boot record tells."""
+
+    fmri: str
+    finished: bool
+    """False: the guest stopped, or the refresh did not end within its timeout."""
+    live: tuple[str, ...] = ()
+    """The changes this refresh made live."""
+    pending: tuple[str, ...] = ()
+    """Everything that still waits for the next start, with why."""
+
 
 @attrs.frozen
 class Edited:
     bundle: Bundle
-    refreshed: str | None
-    """The FMRI refreshed because its guest runs from this bundle; None if none."""
+    refreshed: Refreshed | None
+    """The refresh of the guest running from this bundle under SMF; None if none runs."""
 
     @property
     def name(self) -> str:
         return self.bundle.name
 
 
-def refresh_if_running(settings: HostSettings, b: Bundle) -> str | None:
-    """Ask SMF to refresh the guest when its instance runs from this bundle; the
-    FMRI refreshed, or None when the guest does not run under SMF from b."""
+def refresh_if_running(settings: HostSettings, b: Bundle) -> Refreshed | None:
+    """Ask SMF to refresh the guest when its instance runs from this bundle, and
+    wait for the refresh method to finish; None when the guest does not run
+    under SMF from b."""
     run = RunPaths.for_guest(settings.run_dir, b.name)
     record = boot_record.read(run)
     if record is None or record.fmri is None or record.bundle != str(b.path):
         return None
     if running_pid(run) is None:
         return None
-    smf.svcadm("refresh", record.fmri)
-    return record.fmri
+    fmri, asked, seen = record.fmri, record.refreshes, len(record.live)
+    smf.svcadm("refresh", fmri)
+    deadline = time.monotonic() + REFRESH_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        now = boot_record.read(run)
+        if now is None or running_pid(run) is None:
+            break
+        if now.refreshes > asked:
+            return Refreshed(fmri, True, now.live[seen:], now.pending)
+        time.sleep(0.1)
+    return Refreshed(fmri, False)
 
 
 def _edited(settings: HostSettings, b: Bundle) -> Edited:

@@ -162,6 +162,22 @@ def _panicked(name: str, record: BootRecord | None) -> str:
     return f"{why}; to boot it again: vmbundle restart {name}"
 
 
+def _room(record: BootRecord | None) -> dict[str, Any] | None:
+    """What the running guest has and can grow to without a restart."""
+    if record is None:
+        return None
+    cap = record.capacity
+    return {
+        "vcpus": record.config.vcpus,
+        "ram": record.config.ram,
+        "plugged_ram": record.plugged_ram,
+        "max_vcpus": cap.max_vcpus if cap else record.config.vcpus,
+        "max_ram": cap.max_ram if cap else record.config.ram,
+        "dimms": len(record.dimms),
+        "slots": cap.slots if cap else 0,
+    }
+
+
 def _of_instance(settings: HostSettings, inst: Instance) -> dict[str, Any]:
     run = RunPaths.for_guest(settings.run_dir, inst.name)
     pid = qemu_pid(run)
@@ -184,7 +200,9 @@ def _of_instance(settings: HostSettings, inst: Instance) -> dict[str, Any]:
         "display": display,
         "vnc_port": BASE_PORT + display if display is not None else None,
         "started": started(record.started) if record else None,
+        "live": list(record.live) if record else [],
         "pending": list(record.pending) if record else [],
+        "room": _room(record),
         "bundle": smf.get_property(inst.fmri, smf.BUNDLE_PROPERTY),
         "log": log,
         "log_tail": state.log_tail(log) if log else [],
@@ -212,7 +230,9 @@ def _of_bundle(settings: HostSettings, name: str) -> dict[str, Any]:
         "display": None,
         "vnc_port": None,
         "started": None,
+        "live": [],
         "pending": [],
+        "room": None,
         "bundle": str(path),
         "log": None,
         "log_tail": [],

@@ -55,6 +55,8 @@ import attrs
 
 from vmbundle.errors import ConfigError
 from vmbundle.guest.rundir import MAX_SOCKET_PATH, RunPaths
+from vmbundle.qemu import capacity
+from vmbundle.qemu.capacity import Capacity
 from vmbundle.qemu.opts import (
     OLD_QEMU_MAX_VALUE_BYTES,
     Pair,
@@ -100,6 +102,7 @@ class ArgvFacts:
     display: int | None  # the desktop VNC display N (TCP 5900+N); None for none
     vnc_listen: str  # an IP address
     isos: Mapping[str, Path | None]  # every CD-ROM id -> its absolute ISO; None: empty
+    host_cpus: int  # bounds the default max_vcpus (vmbundle.qemu.capacity)
 
 
 class _Argv:
@@ -264,10 +267,24 @@ def _identity(out: _Argv, cfg: VmConfig, name: str) -> None:
     )
 
 
-def _size(out: _Argv, cfg: VmConfig) -> None:
+def _size(out: _Argv, cfg: VmConfig, room: Capacity | None = None) -> None:
+    """CPU model, vCPUs and memory; with room, the most a refresh can add live."""
     out.add("-cpu", out.bare(cfg.cpu, "cpu"))
-    out.add("-smp", str(cfg.vcpus))
-    out.add("-m", str(cfg.ram // MiB))
+    if room is None:
+        out.add("-smp", str(cfg.vcpus))
+        out.add("-m", str(cfg.ram // MiB))
+        return
+    out.opt("-smp", str(cfg.vcpus), ("maxcpus", room.max_vcpus))
+    if room.slots:
+        out.opt(
+            "-m",
+            None,
+            ("size", f"{cfg.ram // MiB}M"),
+            ("slots", room.slots),
+            ("maxmem", f"{room.max_ram // MiB}M"),
+        )
+    else:
+        out.add("-m", str(cfg.ram // MiB))
 
 
 def _monitors_and_serial(out: _Argv, run: RunPaths) -> None:
@@ -299,17 +316,14 @@ def _monitors_and_serial(out: _Argv, run: RunPaths) -> None:
 # --- modern: QEMU 7.0 and later -------------------------------------------
 
 
-def _is_q35(machine: str) -> bool:
-    return machine == "q35" or machine.startswith("pc-q35-")
-
-
 def _modern(out: _Argv, cfg: VmConfig, facts: ArgvFacts, ranks: dict[str, int]) -> None:
     run = facts.run
     out.add(facts.binary)
     _identity(out, cfg, join(None, [("guest", cfg.name), ("debug-threads", "on")]))
     _modern_machine(out, cfg)
     out.add("-accel", facts.accel)
-    _size(out, cfg)
+    room = capacity.of(cfg, out.profile, facts.host_cpus)
+    _size(out, cfg, room)
     out.add("-no-user-config", "-nodefaults", "-no-shutdown")
     # No local window ever: without this QEMU would try GTK or SDL when VNC is off.
     out.add("-display", "none")
@@ -323,6 +337,11 @@ def _modern(out: _Argv, cfg: VmConfig, facts: ArgvFacts, ranks: dict[str, int]) 
     # An absolute pointer, so the VNC cursor and the guest's agree.
     out.add("-usb")
     out.opt("-device", "usb-tablet", ("id", "tablet"))
+    # ram goes down (and back up) live through it.
+    out.opt("-device", "virtio-balloon-pci", ("id", capacity.BALLOON_ID))
+    # q35's root complex takes no hotplug: devices added live go behind these.
+    for i, port in enumerate(room.hotplug_ports):
+        out.opt("-device", "pcie-root-port", ("id", port), ("chassis", i + 1))
     _modern_vnc(out, cfg, facts)
     _modern_storage(out, cfg, facts, ranks)
     _modern_nics(out, cfg, ranks)
@@ -407,7 +426,7 @@ def _bootindex(ranks: dict[str, int], device_id: str) -> list[Pair]:
 
 
 def _modern_storage(out: _Argv, cfg: VmConfig, facts: ArgvFacts, ranks: dict[str, int]) -> None:
-    q35 = _is_q35(cfg.machine)
+    q35 = capacity.is_q35(cfg.machine)
     buses = {d.bus for d in cfg.disks} | {c.bus for c in cfg.cdroms}
     if "scsi" in buses:
         out.opt("-device", "virtio-scsi-pci", ("id", "scsi0"))
@@ -509,7 +528,7 @@ def _illumos(out: _Argv, cfg: VmConfig, facts: ArgvFacts, ranks: dict[str, int])
     # 0.14 splits -name at its first comma, with no escape.
     _identity(out, cfg, out.bare(cfg.name, "name"))
     if cfg.machine != "pc":
-        if _is_q35(cfg.machine):
+        if capacity.is_q35(cfg.machine):
             out.needs("machine", cfg.machine, "QEMU 7.0 or later", "use pc")
         else:
             out.needs("machine", cfg.machine, "QEMU 1.4 or later", "use pc")

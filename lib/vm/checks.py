@@ -80,6 +80,13 @@ def check_host_means(cfg: VmConfig, means: HostMeans) -> list[Problem]:
         problems.append(
             Problem("vcpus", f"{cfg.vcpus} is more than this host's {means.cpus} CPUs; lower it")
         )
+    if cfg.max_vcpus is not None and cfg.max_vcpus > means.cpus:
+        problems.append(
+            Problem(
+                "max_vcpus",
+                f"{cfg.max_vcpus} is more than this host's {means.cpus} CPUs; lower it",
+            )
+        )
     if cfg.ram > means.memory:
         problems.append(
             Problem(

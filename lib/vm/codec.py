@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from vmbundle.errors import SMF_EXIT_ERR_CONFIG, ConfigError, VmbundleError
+from vmbundle.units import format_size
 from vmbundle.vm.fields import Invalid, ListOf, Obj, is_required, kind_of
 from vmbundle.vm.model import SCHEMA_VERSION, Cdrom, Disk, Nic, VmConfig
 
@@ -201,6 +202,21 @@ def _cross_check(cfg: VmConfig) -> list[Problem]:
             Problem(
                 "boot_once",
                 f"{cfg.boot_once!r} is not a device of this guest; use one of {', '.join(ids) or 'none'}",
+            )
+        )
+    if cfg.max_vcpus is not None and cfg.max_vcpus < cfg.vcpus:
+        problems.append(
+            Problem(
+                "max_vcpus",
+                f"{cfg.max_vcpus} is below vcpus ({cfg.vcpus}); raise it, or set it to null",
+            )
+        )
+    if cfg.max_ram is not None and cfg.max_ram < cfg.ram:
+        problems.append(
+            Problem(
+                "max_ram",
+                f"{format_size(cfg.max_ram)} is below ram ({format_size(cfg.ram)}); "
+                "raise it, or set it to null",
             )
         )
     return problems

@@ -143,6 +143,18 @@ class VmConfig:
     )
     ram: int = spec(Size(32 * MiB, 4 * TiB, MiB), "Guest memory, like 2G.")
     vcpus: int = spec(Int(1, 255), "Virtual CPUs.")
+    max_vcpus: int | None = spec(
+        Nullable(Int(1, 255)),
+        "Most vCPUs a refresh can give the running guest (QEMU's maxcpus); null: twice "
+        "vcpus, within the host's CPUs.",
+        default=None,
+    )
+    max_ram: int | None = spec(
+        Nullable(Size(32 * MiB, 4 * TiB, MiB)),
+        "Most memory a refresh can give the running guest (QEMU's maxmem); null: twice "
+        "ram, at most 512G.",
+        default=None,
+    )
     description: str = spec(Str(max_len=1024), "Free text for the operator.", default="")
     machine: str = spec(
         Str(r"pc|q35|pc-i440fx-[0-9.]+|pc-q35-[0-9.]+", 32, "pc, q35 or a versioned pc/q35 type"),
@@ -186,6 +198,12 @@ class VmConfig:
         default="restart",
     )
     autostart: bool = spec(Bool(), "Start the guest when the host boots.", default=False)
+    unplug_timeout: int = spec(
+        Int(1, 600),
+        "Seconds a refresh waits for the guest to let go of a disk, NIC or memory it takes "
+        "out; past that the removal stays pending.",
+        default=20,
+    )
 
     def device_ids(self) -> list[str]:
         return [d.id for d in self.disks] + [c.id for c in self.cdroms] + [n.id for n in self.nics]

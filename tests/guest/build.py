@@ -64,6 +64,7 @@ MODULES: tuple[str, ...] = (
     "button",
     "evdev",
     "pvpanic_mmio",  # QEMU's ISA pvpanic (ACPI QEMU0001): tells QEMU of a panic
+    "virtio_balloon",  # gives memory back to QEMU when vmbundle lowers ram live
 )
 
 ISOLINUX_BIN = Path("/usr/lib/ISOLINUX/isolinux.bin")

@@ -5,6 +5,8 @@
   GET  /guests/{name}           `vmbundle status --json` fields, plus the live run state
   POST /guests/{name}/qmp       {"execute": CMD, "arguments": {...}}: one command
                                 through the controller's session (one at a time per guest)
+  POST /guests/{name}/config    {"set": ["ram=4G", ...]}: `vmbundle set`; a running guest
+                                is refreshed, and the answer says what went live and what waits
   GET  /guests/{name}/screenshot[?width=N]   PNG of the screen
   GET  /events[?guest=NAME]     one JSON object a line, as they happen
   GET  /metrics                 Prometheus text
@@ -12,7 +14,7 @@
 
 Every error is a JSON object {"error": "<one line>"} with a status that says
 whose fault it was: 400 the request, 404 no such guest, 409 the guest is not in
-a state to do it, 422 QEMU refused, 504 QEMU did not answer.
+a state to do it, 422 QEMU or the configuration refused, 504 QEMU did not answer.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from vmbundle.adapters import proc
 from vmbundle.controller import metrics
 from vmbundle.controller.daemon import Controller
 from vmbundle.controller.session import CommandFailed, GuestSession, NotConnected
-from vmbundle.errors import NoSuchGuest, VmbundleError
+from vmbundle.errors import ConfigError, NoSuchGuest, UsageError, VmbundleError
 from vmbundle.guest import screenshot
 from vmbundle.memory import ledger as memory_ledger
+from vmbundle.ops import edit
 from vmbundle.ops import memory as memory_ops
 from vmbundle.ops import status as status_ops
 from vmbundle.qemu.qmp import run_state_of
@@ -143,6 +146,50 @@ async def guest(request: web.Request) -> web.Response:
             s.run_state = run_state_of(await qmp(s, "query-status", None, 5.0))
     doc["controller"] = _live(ctl, name)
     return web.json_response(doc)
+
+
+MAX_ASSIGNMENTS = 64
+
+
+async def change_config(ctl: Controller, name: str, body: Any) -> dict[str, Any]:
+    """`vmbundle set` for the API and the web console: the same edit and refresh."""
+    assignments = body.get("set") if isinstance(body, dict) else None
+    if (
+        not isinstance(assignments, list)
+        or not 0 < len(assignments) <= MAX_ASSIGNMENTS
+        or not all(isinstance(a, str) for a in assignments)
+    ):
+        raise Refused(
+            400,
+            f'{name}: the body must be JSON like {{"set": ["ram=4G"]}}: '
+            f"1 to {MAX_ASSIGNMENTS} KEY=VALUE strings",
+        )
+    try:
+        done = await asyncio.to_thread(edit.set_keys, ctl.settings, name, assignments)
+    except (ConfigError, UsageError) as exc:
+        raise Refused(422, str(exc)) from None
+    r = done.refreshed
+    return {
+        "guest": done.name,
+        "saved": True,
+        "refreshed": None
+        if r is None
+        else {"fmri": r.fmri, "finished": r.finished, "live": r.live, "pending": r.pending},
+    }
+
+
+async def json_or_none(request: web.Request) -> Any:
+    """The request's JSON body; None when it is not JSON (the caller says what it wants)."""
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
+async def config(request: web.Request) -> web.Response:
+    ctl = request.app[CONTROLLER_KEY]
+    name = name_of(request)
+    return web.json_response(await change_config(ctl, name, await json_or_none(request)))
 
 
 async def qmp_command(request: web.Request) -> web.Response:
@@ -372,6 +419,7 @@ def app(ctl: Controller) -> web.Application:
             web.get("/guests", guests),
             web.get("/guests/{name}", guest),
             web.post("/guests/{name}/qmp", qmp_command),
+            web.post("/guests/{name}/config", config),
             web.get("/guests/{name}/screenshot", screen),
             web.get("/events", events),
             web.get("/metrics", metrics_text),

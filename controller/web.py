@@ -239,6 +239,15 @@ async def action(request: web.Request) -> web.Response:
     return web.json_response({"done": verb, "guest": name})
 
 
+async def config(request: web.Request) -> web.Response:
+    """An administrator's `vmbundle set` from the page: the same edit and refresh."""
+    s = _session(request, "configure")
+    ctl = request.app[api.CONTROLLER_KEY]
+    name = api.name_of(request)
+    _log(request, s.user, "configure", vm=name)
+    return web.json_response(await api.change_config(ctl, name, await api.json_or_none(request)))
+
+
 async def console_ticket(request: web.Request) -> web.Response:
     s = _session(request, "console")
     ctl = request.app[api.CONTROLLER_KEY]
@@ -446,6 +455,7 @@ def app(ctl: Controller, sessions: Sessions, tickets: Tickets, *, secure: bool) 
             web.get("/api/guests/{name}/thumbnail", thumbnail),
             web.post("/api/guests/{name}/console", console_ticket),
             web.post("/api/guests/{name}/serial", serial_ticket),
+            web.post("/api/guests/{name}/config", config),
             web.post("/api/guests/{name}/{action}", action),
             web.get("/ws/console/{name}", console_socket),
             web.get("/metrics", metrics),

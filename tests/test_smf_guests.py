@@ -161,7 +161,7 @@ def test_a_forced_stop_quits_qemu_without_pressing_the_power_button(host: Servic
     host.vmbundle("destroy", "noos2", "--yes")
 
 
-def test_an_iso_reaches_the_running_guest_on_refresh_and_a_ram_change_waits(
+def test_an_iso_reaches_the_running_guest_on_refresh_and_a_machine_change_waits(
     host: ServiceHost, tmp_path: Path
 ) -> None:
     content = tmp_path / "content"
@@ -188,10 +188,10 @@ def test_an_iso_reaches_the_running_guest_on_refresh_and_a_ram_change_waits(
     assert qemu_pid(host, "iso1") == pid
     # The restarted guest is still booting at the final disable, when an ACPI
     # event is lost: a short stop timeout, which applies without a restart.
-    host.vmbundle("set", "iso1", "ram=256M", "stop_timeout=3")
+    host.vmbundle("set", "iso1", "machine=q35", "stop_timeout=3")
     host.run("svcadm", "refresh", f"{VM}:iso1")
     deadline = time.monotonic() + 20
-    while "ram: 128M now, 256M from the next start" not in (
+    while "machine: pc now, q35 from the next start" not in (
         status := host.vmbundle("status", "iso1").stdout
     ):
         assert time.monotonic() < deadline, status
@@ -205,7 +205,7 @@ def test_an_iso_reaches_the_running_guest_on_refresh_and_a_ram_change_waits(
     while running_pid(host.guest_run("iso1")) in (None, pid):
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert host.record("iso1").config.ram == 256 << 20
+    assert host.record("iso1").config.machine == "q35"
     assert host.record("iso1").pending == ()
     assert "from the next start" not in host.vmbundle("status", "iso1").stdout
     host.run("svcadm", "disable", "-s", f"{VM}:iso1")

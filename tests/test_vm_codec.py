@@ -118,6 +118,16 @@ def test_cross_field_rules() -> None:
     )
 
 
+def test_the_live_maximums_are_never_below_what_the_guest_starts_with() -> None:
+    doc = minimal(vcpus=4, max_vcpus=2, ram="2G", max_ram="1G")
+    assert problems_of(doc) == [
+        "web01: max_vcpus: 2 is below vcpus (4); raise it, or set it to null",
+        "web01: max_ram: 1G is below ram (2G); raise it, or set it to null",
+    ]
+    cfg = codec.structure(minimal(vcpus=2, max_vcpus=2, max_ram=None))
+    assert (cfg.max_vcpus, cfg.max_ram) == (2, None)
+
+
 def test_round_trip_writes_every_field_and_reads_back_equal() -> None:
     cfg = codec.structure(minimal(disks=[{"id": "disk0", "file": "disk0.qcow2", "size": "20G"}]))
     doc = json.loads(codec.dumps(cfg))

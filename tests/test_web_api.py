@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -71,11 +72,15 @@ class Clock:
 
 
 def serve(
-    tmp_path: Path, test: Callable[[TestClient[Any, Any], Tickets, Clock], Awaitable[None]]
+    tmp_path: Path,
+    test: Callable[[TestClient[Any, Any], Tickets, Clock], Awaitable[None]],
+    roots: tuple[str, ...] = (),
 ) -> None:
     async def main() -> None:
         clock = Clock()
-        settings = HostSettings(run_dir=tmp_path / "run", web_metrics_token=TOKEN)
+        settings = HostSettings(
+            run_dir=tmp_path / "run", web_metrics_token=TOKEN, bundle_roots=roots
+        )
         ctl = Controller(settings, structlog.get_logger("test"))
         tickets = Tickets(b"k" * 32, clock)
         sessions = Sessions(lambda: ACCOUNTS)
@@ -135,6 +140,41 @@ def test_an_action_needs_the_csrf_token_and_the_role(tmp_path: Path) -> None:
         assert r.status == 409
 
     serve(tmp_path, test)
+
+
+def test_an_admin_edits_a_guests_config_as_vmbundle_set_does(tmp_path: Path) -> None:
+    root = tmp_path / "vms"
+    (root / "web01").mkdir(parents=True)
+    doc = {"schema_version": 1, "name": "web01", "ram": "64M", "vcpus": 1}
+    doc["uuid"] = "0f2a6d3e-5b7c-4e8f-9a1b-2c3d4e5f6a7b"
+    (root / "web01" / "vm.json").write_text(json.dumps(doc))
+    before = (root / "web01" / "vm.json").read_bytes()
+
+    async def test(client: TestClient[Any, Any], _t: Tickets, _c: Clock) -> None:
+        csrf = await login(client, "olga", "operator-pass")
+        headers = {web.CSRF_HEADER: csrf}
+        r = await client.post("/api/guests/web01/config", json={"set": ["ram=1G"]}, headers=headers)
+        assert r.status == 403
+        assert (await r.json()) == {"error": "olga (operator) may not configure"}
+        client.session.cookie_jar.clear()
+        headers = {web.CSRF_HEADER: await login(client, "ada", "admin-pass")}
+        for body, status, line in (
+            ({"set": "ram=1G"}, 400, 'web01: the body must be JSON like {"set": ["ram=4G"]}'),
+            ({"set": ["ram=lots"]}, 422, 'web01: ram: must be a size like 20G, got "lots"'),
+            ({"set": ["rma=1G"]}, 422, "web01: rma: unknown key; did you mean 'ram'?"),
+        ):
+            r = await client.post("/api/guests/web01/config", json=body, headers=headers)
+            assert r.status == status and line in (await r.json())["error"], await r.text()
+        assert (root / "web01" / "vm.json").read_bytes() == before
+        r = await client.post(
+            "/api/guests/web01/config", json={"set": ["ram=1G", "vcpus=2"]}, headers=headers
+        )
+        assert r.status == 200, await r.text()
+        assert await r.json() == {"guest": "web01", "saved": True, "refreshed": None}
+        saved = json.loads((root / "web01" / "vm.json").read_text())
+        assert (saved["ram"], saved["vcpus"]) == ("1G", 2)
+
+    serve(tmp_path, test, roots=(str(root),))
 
 
 async def _ws_status(client: TestClient[Any, Any], path: str, origin: str | None) -> int:

@@ -36,17 +36,16 @@ def _add(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     done = disks.remove(host_settings(args), args.guest, args.disk, delete=args.delete)
-    d = done.disk
-    report_refresh(done.name, f"removed {d.id} from vm.json", done.refreshed)
+    name, file = done.name, done.file
+    if done.disk is not None:
+        report_refresh(name, f"removed {done.disk.id} from vm.json", done.refreshed)
+    again = f"vmbundle disk remove {name} {file} --delete"
     if done.deleted:
-        print(f"{done.name}: deleted {d.file}")
+        print(f"{name}: deleted {file}")
     elif args.delete:
-        print(
-            f"{done.name}: {d.file} kept: the running guest still has {d.id} attached; "
-            f"delete it once it has let go, or after the guest stops"
-        )
+        print(f"{name}: {file} kept: the running guest still has it; once it lets go: {again}")
     else:
-        print(f"{done.name}: {d.file} stays in the bundle")
+        print(f"{name}: {file} stays in the bundle ({again} deletes it)")
     return 0
 
 

@@ -139,7 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     da.add_argument("--cache", default="writeback")
     drm = dsub.add_parser("remove", help="take a disk out; its image stays unless --delete")
     drm.add_argument("guest")
-    drm.add_argument("disk", help="disk id, like disk1")
+    drm.add_argument(
+        "disk", help="disk id, like disk1 (with --delete also an image left by a remove)"
+    )
     drm.add_argument(
         "--delete", action="store_true", help="delete the image too, once no QEMU has it open"
     )

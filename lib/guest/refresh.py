@@ -140,11 +140,7 @@ class _Refresh:
             self.done(after, f"disks.{step.disk.id}: attached ({step.disk.bus}, {step.disk.file})")
         elif isinstance(step, RemoveDisk):
             self.qmp(lambda s: hotplug.remove_disk(s, step.disk, timeout), waits=timeout)
-            self.done(
-                after,
-                f"disks.{step.disk.id}: detached; {step.disk.file} stays in the bundle "
-                f"(vmbundle disk remove {self.name} {step.disk.id} --delete deletes it)",
-            )
+            self.done(after, f"disks.{step.disk.id}: detached")
         elif isinstance(step, AddNic):
             self.qmp(lambda s: hotplug.add_nic(s, step.nic, cap))
             self.done(after, f"nics.{step.nic.id}: attached ({step.nic.model}, {step.nic.mac})")
@@ -256,8 +252,21 @@ def refresh(
         boot_record.write(run, new)
         return new
     work = _Refresh(settings, run, record, bundle_path, say)
-    modern = record.profile == "modern" and record.capacity is not None
-    if modern:
+    try:
+        _apply(work, wanted)
+    finally:
+        # Whatever happened, the refresh is over: a caller waiting on it goes on.
+        lines = live_changes.pending_lines(work.config, wanted, work.reasons)
+        new = attrs.evolve(work.record, pending=lines, refreshes=finished)
+        boot_record.write(run, new)
+    for line in lines:
+        say(f"{work.name}: pending until the next start: {line}")
+    return new
+
+
+def _apply(work: _Refresh, wanted: VmConfig) -> None:
+    record = work.record
+    if record.profile == "modern" and record.capacity is not None:
         work.settle()
     room = Room(
         record.profile, work.record.capacity, work.record.plugged_ram, len(work.record.dimms)
@@ -271,18 +280,14 @@ def refresh(
         try:
             work.media(change)
         except VmbundleError as exc:
-            work.reasons[f"cdroms.{change.cdrom}"] = str(exc)
+            work.reasons[f"cdroms.{change.cdrom}"] = _why(work, exc)
     for step in plan.steps:
         try:
             work.step(step, wanted)
         except VmbundleError as exc:
-            text = str(exc)
-            # "web01: QMP device_add: ..." -> the reason after the guest's name
-            prefix = f"{work.name}: "
-            work.reasons[live_changes.path_of(step)] = text.removeprefix(prefix)
-    lines = live_changes.pending_lines(work.config, wanted, work.reasons)
-    for line in lines:
-        say(f"{work.name}: pending until the next start: {line}")
-    new = attrs.evolve(work.record, pending=lines, refreshes=finished)
-    boot_record.write(run, new)
-    return new
+            work.reasons[live_changes.path_of(step)] = _why(work, exc)
+
+
+def _why(work: _Refresh, exc: VmbundleError) -> str:
+    # "web01: QMP device_add: ..." -> what follows the guest's name
+    return str(exc).removeprefix(f"{work.name}: ")

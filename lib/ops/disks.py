@@ -41,7 +41,9 @@ class DiskAdded:
 @attrs.frozen
 class DiskRemoved:
     name: str
-    disk: Disk
+    file: str
+    disk: Disk | None
+    """The disk taken out of vm.json; None when only a left image was deleted."""
     refreshed: Refreshed | None
     deleted: bool
     """Whether the image went too (--delete, once no QEMU has it open)."""
@@ -132,38 +134,69 @@ def _free_disk_id(b: Bundle) -> str:
         n += 1
 
 
-def remove(settings: HostSettings, guest: str, disk_id: str, *, delete: bool) -> DiskRemoved:
-    """Take a disk out of vm.json (a running guest lets go of it live), and with
-    delete its image too, unless a running QEMU still has it attached."""
+IMAGE_SUFFIXES = (".qcow2", ".img", ".raw")
+
+
+def remove(settings: HostSettings, guest: str, disk: str, *, delete: bool) -> DiskRemoved:
+    """Take a disk (by id) out of vm.json, a running guest letting go of it live,
+    and with delete its image too, unless a running QEMU still has it open.
+    With delete, disk may also name an image left in the bundle by an earlier
+    remove (like disk1.qcow2), which then goes."""
     path = bundle.locate(settings, guest)
     name = path.name
     with locks.bundle(settings.run_dir, name), faults_of(name):
         b = bundle.load(path, settings)
-        disk = next((d for d in b.config.disks if d.id == disk_id), None)
-        if disk is None:
-            ids = ", ".join(d.id for d in b.config.disks) or "none"
-            raise UsageError(f"{name}: no disk {disk_id!r}; disks: {ids}")
+        found = next((d for d in b.config.disks if d.id == disk), None)
+        if found is None:
+            file = _left_image(b, disk, delete)
+            if _attached(settings, name, file):
+                raise GuestRunning(
+                    f"{name}: {file} is still attached to the running guest; delete it once "
+                    f"the guest has let go of it (vmbundle status {name})"
+                )
+            b.disk_path(file).unlink()
+            return DiskRemoved(name, file, None, None, deleted=True)
         doc = codec.unstructure(
-            attrs.evolve(b.config, disks=tuple(d for d in b.config.disks if d.id != disk_id))
+            attrs.evolve(b.config, disks=tuple(d for d in b.config.disks if d.id != disk))
         )
         cfg = check_document(doc, path, settings)
         bundle.save(path, cfg)
     refreshed = edit.refresh_if_running(settings, Bundle(path, cfg))
     deleted = False
-    if delete and not _attached(settings, name, disk) and not _shared(cfg, disk):
+    if delete and not _attached(settings, name, found.file) and not _shared(cfg, found):
         with locks.bundle(settings.run_dir, name), faults_of(name):
-            b.disk_path(disk.file).unlink(missing_ok=True)
+            b.disk_path(found.file).unlink(missing_ok=True)
         deleted = True
-    return DiskRemoved(name, disk, refreshed, deleted)
+    return DiskRemoved(name, found.file, found, refreshed, deleted)
 
 
-def _attached(settings: HostSettings, name: str, disk: Disk) -> bool:
+def _left_image(b: Bundle, file: str, delete: bool) -> str:
+    """file, checked to be an image in the bundle that vm.json no longer names."""
+    ids = ", ".join(d.id for d in b.config.disks) or "none"
+    leftover = (
+        delete
+        and file.endswith(IMAGE_SUFFIXES)
+        and "/" not in file
+        and not file.startswith(".")
+        and b.disk_path(file).is_file()
+        and not b.disk_path(file).is_symlink()
+        and not any(d.file == file for d in b.config.disks)
+    )
+    if not leftover:
+        raise UsageError(
+            f"{b.name}: no disk {file!r}; disks: {ids} (with --delete, also an image the "
+            "bundle keeps from an earlier remove, like disk1.qcow2)"
+        )
+    return file
+
+
+def _attached(settings: HostSettings, name: str, file: str) -> bool:
     run = RunPaths.for_guest(settings.run_dir, name)
     record = boot_record.read(run)
     if running_pid(run) is None:
         return False
     # No record (a boot vmbundle did not write): assume QEMU has every image open.
-    return record is None or any(d.file == disk.file for d in record.config.disks)
+    return record is None or any(d.file == file for d in record.config.disks)
 
 
 def _shared(cfg: VmConfig, disk: Disk) -> bool:

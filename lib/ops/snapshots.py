@@ -23,7 +23,7 @@ from vmbundle import locks
 from vmbundle.adapters import zfs
 from vmbundle.atomic import write_atomic
 from vmbundle.errors import UsageError, VmbundleError
-from vmbundle.guest import memory_state
+from vmbundle.guest import boot_record, memory_state
 from vmbundle.guest.prepare import with_macs
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
@@ -116,6 +116,17 @@ def _with_memory(g: _Guest, full: str) -> Taken:
         raise VmbundleError(
             f"{g.name}: not running, so it has no memory to save; take a plain snapshot: "
             f"vmbundle snapshot {g.name} {full.partition('@')[2]}"
+        )
+    record = boot_record.read(g.run)
+    # An ISO changed live is in vm.json as the next start gives it; devices are not.
+    changed = [line for line in (record.live if record else ()) if not line.startswith("cdroms.")]
+    if changed:
+        # The saved state holds the devices the guest has now, and the next start
+        # builds those vm.json gives it at boot: the two would not match.
+        raise VmbundleError(
+            f"{g.name}: its devices changed live in this boot ({changed[-1]}); a memory "
+            f"snapshot resumes only into the devices it was saved with: restart the guest "
+            f"first (vmbundle restart {g.name}), or take the snapshot without --memory"
         )
     downtime = memory_state.save(g.run, g.path)
     stopped = time.monotonic()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
-
-import attrs
 
 from vmbundle.guest import live_changes
 from vmbundle.guest.live_changes import (

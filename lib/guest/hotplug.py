@@ -27,6 +27,7 @@ from vmbundle.vm.model import Disk, Nic
 
 PERIPHERALS = "/machine/peripheral"
 POLL_SECONDS = 0.2
+NODE_RELEASE_SECONDS = 10.0
 # The balloon counts in 4 KiB pages and the guest may keep a few in flight.
 BALLOON_SLACK = 1 << 20
 
@@ -202,9 +203,17 @@ def unplug(session: Session, device_id: str, timeout: float) -> None:
 def remove_disk(session: Session, disk: Disk, timeout: float) -> None:
     unplug(session, disk.id, timeout)
     # A boot's disk (-drive) goes with its device; one plugged live leaves its node.
-    nodes = {str(n.get("node-name")) for n in session.execute("query-named-block-nodes")}
-    if drive_node(disk.id) in nodes:
-        session.execute("blockdev-del", {"node-name": drive_node(disk.id)})
+    node = drive_node(disk.id)
+    # QEMU lets go of the node a moment after the device has gone (it is freed
+    # after an RCU grace period): until then blockdev-del says it is in use.
+    deadline = time.monotonic() + NODE_RELEASE_SECONDS
+    while node in {str(n.get("node-name")) for n in session.execute("query-named-block-nodes")}:
+        try:
+            session.execute("blockdev-del", {"node-name": node})
+        except QmpError as exc:
+            if "in use" not in exc.desc or time.monotonic() >= deadline:
+                raise
+            time.sleep(POLL_SECONDS)
 
 
 def remove_nic(session: Session, nic: Nic, timeout: float) -> None:

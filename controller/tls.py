@@ -25,8 +25,7 @@ def loopback(address: str) -> bool:
 def pair(settings: HostSettings) -> tuple[Path, Path]:
     if settings.web_cert is not None and settings.web_key is not None:
         return settings.web_cert, settings.web_key
-    base = settings.source.parent if settings.source is not None else Path("/etc/vmbundle")
-    return base / "web.crt", base / "web.key"
+    return settings.config_dir / "web.crt", settings.config_dir / "web.key"
 
 
 def context(settings: HostSettings) -> ssl.SSLContext | None:

@@ -46,7 +46,8 @@ def vnc_target(name: str, record: BootRecord, run: RunPaths, listen: str) -> Vnc
     return VncTarget(
         host=_reachable(listen),
         port=BASE_PORT + record.display,
-        one_time_password=record.config.vnc.password is None,
+        # A display with a password of its own (the guest's, or made at start) keeps it.
+        one_time_password=record.display_password is None and record.config.vnc.password is None,
     )
 
 

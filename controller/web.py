@@ -48,6 +48,7 @@ from vmbundle.controller.sessions import LoginRefused, Session, Sessions
 from vmbundle.controller.tickets import Grant, TicketRefused, Tickets
 from vmbundle.controller.vnc_target import one_time_password, password_commands, vnc_target
 from vmbundle.errors import VmbundleError
+from vmbundle.guest.display import BASE_PORT
 from vmbundle.ops import lifecycle
 from vmbundle.users import User
 
@@ -246,6 +247,31 @@ async def config(request: web.Request) -> web.Response:
     name = api.name_of(request)
     _log(request, s.user, "configure", vm=name)
     return web.json_response(await api.change_config(ctl, name, await api.json_or_none(request)))
+
+
+async def desktop_display(request: web.Request) -> web.Response:
+    """Where a desktop VNC viewer connects to a running guest, how that display is
+    protected, and its password (an operator's: it opens the guest's console)."""
+    s = _session(request, "display")
+    ctl = request.app[api.CONTROLLER_KEY]
+    name = api.name_of(request)
+    guest = api.session_of(ctl, name)  # running, or 409
+    record = guest.record
+    if record.display is None:
+        raise api.Refused(409, f"{name}: has no desktop display (vnc.enabled, or no TCP display)")
+    password = None
+    with contextlib.suppress(FileNotFoundError):
+        password = guest.run.vnc_password.read_text()
+    _log(request, s.user, "display", vm=name)
+    return web.json_response(
+        {
+            "display": record.display,
+            "port": BASE_PORT + record.display,
+            "protection": record.display_auth,
+            "password": password,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def console_ticket(request: web.Request) -> web.Response:
@@ -453,6 +479,7 @@ def app(ctl: Controller, sessions: Sessions, tickets: Tickets, *, secure: bool) 
             web.get("/api/problems", problems),
             web.get("/api/guests/{name}", guest),
             web.get("/api/guests/{name}/thumbnail", thumbnail),
+            web.get("/api/guests/{name}/display", desktop_display),
             web.post("/api/guests/{name}/console", console_ticket),
             web.post("/api/guests/{name}/serial", serial_ticket),
             web.post("/api/guests/{name}/config", config),

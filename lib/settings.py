@@ -36,6 +36,14 @@ class HostSettings:
     display_first: int = 0
     display_last: int = 99
     vnc_listen: str = "127.0.0.1"
+    # [display] Off loopback every desktop display is protected (vmbundle.guest.display_auth):
+    # "generate" gives a guest with no vnc.password one at each start.
+    display_passwords: str = "guest"
+    display_tls: bool = False
+    # QEMU's x509 directory (ca-cert.pem, server-cert.pem, server-key.pem); None: the
+    # web console's certificate.
+    display_tls_dir: Path | None = None
+    display_allow_unauthenticated: bool = False
     # svc:/system/manifest-import imports everything under /var/svc/manifest/site at boot.
     manifest_dir: Path = Path("/var/svc/manifest/site/vmbundle")
     # [memory] (vmbundle.memory.policy). None: "auto", computed from physical memory.
@@ -68,6 +76,11 @@ class HostSettings:
         from vmbundle.users import default_path
 
         return self.web_users or default_path(self.source)
+
+    @property
+    def config_dir(self) -> Path:
+        """Where files vmbundle makes for the host live: beside the host configuration."""
+        return self.source.parent if self.source is not None else DEFAULT_PATH.parent
 
     def overhead_model(self) -> policy.OverheadModel:
         return policy.OverheadModel(
@@ -128,6 +141,15 @@ def _address(v: Any) -> str:
         ipaddress.ip_address(v)
     except ValueError:
         raise ValueError("must be an IP address like 127.0.0.1") from None
+    return str(v)
+
+
+def _passwords(v: Any) -> str:
+    if v not in ("guest", "generate"):
+        raise ValueError(
+            'must be "guest" (each guest\'s vnc.password) or "generate" (one made at each start '
+            "for a guest with none)"
+        )
     return str(v)
 
 
@@ -218,6 +240,10 @@ _SCHEMA: dict[str, dict[str, tuple[str, _Checker]]] = {
         "first": ("display_first", _display),
         "last": ("display_last", _display),
         "listen": ("vnc_listen", _address),
+        "passwords": ("display_passwords", _passwords),
+        "tls": ("display_tls", _bool),
+        "tls_dir": ("display_tls_dir", _abs_path),
+        "allow_unauthenticated": ("display_allow_unauthenticated", _bool),
     },
     "smf": {"manifest_dir": ("manifest_dir", _abs_path)},
     "web": {

@@ -26,11 +26,12 @@ from vmbundle.locks import exclusive
 ROLES = ("admin", "operator", "viewer")
 # What each role may do; admin may do everything (a force off and /metrics among it).
 # "console" and "serial" are watching a guest's screen and serial console; "type" is
-# sending it input there (keys, mouse, clipboard): without it both are view-only.
+# sending it input there (keys, mouse, clipboard): without it both are view-only;
+# "display" is reading the password of a guest's desktop VNC display.
 _CAN = {
     "viewer": frozenset({"list", "thumbnail", "console", "serial"}),
     "operator": frozenset(
-        {"list", "thumbnail", "console", "serial", "type", "start", "stop", "reset"}
+        {"list", "thumbnail", "console", "serial", "type", "start", "stop", "reset", "display"}
     ),
 }
 NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")

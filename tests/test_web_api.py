@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pyDes  # type: ignore[import-untyped]
 import pytest
 import structlog
 from aiohttp import (
@@ -37,7 +36,7 @@ from aiohttp import (
 )
 from aiohttp.test_utils import TestClient, TestServer
 from support.fake_serial import FakeQemu
-from support.rfb import cut_text, key, pointer, qemu_key, update_request
+from support.rfb import cut_text, key, pointer, qemu_key, update_request, vnc_auth_response
 
 from vmbundle import users
 from vmbundle.controller import api, web
@@ -454,13 +453,6 @@ async def _watch_and_type(
     writer.close()
 
 
-def _vnc_auth_response(password: str, challenge: bytes) -> bytes:
-    """RFB's VNC authentication: DES of the challenge, keyed by the password with
-    each byte's bits reversed (RFC 6143 7.2.2 and its errata)."""
-    key = bytes(int(f"{b:08b}"[::-1], 2) for b in password.encode().ljust(8, b"\0")[:8])
-    return bytes(pyDes.des(key, pyDes.ECB).encrypt(challenge))
-
-
 def _free_display() -> int:
     for display in range(90, 100):
         with socket.socket() as s:
@@ -498,7 +490,7 @@ def test_the_illumos_forks_display_opens_with_a_one_time_password(tmp_path: Path
                         await viewer.send(b"\x02")
                         challenge = await viewer.read(16)
                         await viewer.send(
-                            _vnc_auth_response(password or answer["password"], challenge)
+                            vnc_auth_response(password or answer["password"], challenge)
                         )
                         assert struct.unpack(">I", await viewer.read(4))[0] == result
             finally:

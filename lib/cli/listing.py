@@ -90,6 +90,8 @@ def status_lines(s: dict[str, Any]) -> list[str]:
         out.append(line("qemu", "not running"))
     if s["display"] is not None:
         out.append(line("display", f":{s['display']} (VNC port {s['vnc_port']})"))
+        if s.get("display_auth"):
+            out.append(line("", s["display_auth"]))
     if s["started"]:
         out.append(line("started", s["started"]))
     room = s.get("room")
@@ -114,6 +116,9 @@ def status_lines(s: dict[str, Any]) -> list[str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.show_password:
+        print(status.display_password(host_settings(args), args.guest))
+        return 0
     s = status.status(host_settings(args), args.guest)
     if args.json:
         print(json.dumps(s, indent=2))

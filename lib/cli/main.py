@@ -230,6 +230,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     stt.add_argument("guest")
     stt.add_argument("--json", action="store_true")
+    stt.add_argument(
+        "--show-password",
+        action="store_true",
+        help="print the running guest's display password only (root: it is 0600)",
+    )
 
     mm = sub.add_parser(
         "memory", help="physical memory, the ARC and each guest's charge; what a guest would do"

@@ -104,6 +104,8 @@ def boot(
         if saved is not None:
             memory_state.discard(b.path)
             say(f"{b.name}: resumed from the memory saved in its snapshot")
+        protect_display(settings, prepared, say)
+        auth = prepared.display_auth
         cfg = prepared.bundle.config
         record = BootRecord(
             bundle=str(prepared.bundle.path),
@@ -115,10 +117,29 @@ def boot(
             display=prepared.display,
             capacity=prepared.capacity,
             boot_ram=cfg.ram,
+            display_auth=auth.describe() if auth else None,
+            display_password=auth.password if auth else None,
         )
         boot_record.write(prepared.run, record)
         forget_boot_once(settings, prepared.bundle, say)
         return Booted(prepared, proc, record), undo.pop_all()
+
+
+def protect_display(settings: HostSettings, prepared: Prepared, say: Say) -> None:
+    """What the display's protection needs once QEMU runs: the 0.14 fork's password
+    over QMP (it has no secret objects), and a warning for an open display."""
+    auth, name = prepared.display_auth, prepared.bundle.name
+    if auth is None:
+        return
+    if auth.password is not None and prepared.profile.name == "illumos-kvm":
+        password = prepared.run.vnc_password.read_text()
+        qmp.execute(prepared.run, "set_password", {"protocol": "vnc", "password": password})
+    if auth.kind == "unauthenticated":
+        say(
+            f"{name}: warning: its display :{prepared.display} listens on {settings.vnc_listen} "
+            "with no password (allow_unauthenticated = true in the host configuration): anyone "
+            "who reaches the port has its keyboard and screen"
+        )
 
 
 def spawn(prepared: Prepared, saved: int | None) -> subprocess.Popen[bytes]:

@@ -47,6 +47,10 @@ class BootRecord:
     """The changes refreshes made live in this boot, one line each, oldest first."""
     refreshes: int = 0
     """How many refreshes have finished, so a caller can wait for the one it asked for."""
+    display_auth: str | None = None
+    """How the desktop display is protected, as `status` says it; None: no display."""
+    display_password: str | None = None
+    """Where the display's password comes from: "guest", "generated", or None for none."""
 
     @property
     def plugged_ram(self) -> int:
@@ -69,6 +73,8 @@ class BootRecord:
             "dimms": [list(d) for d in self.dimms],
             "live": list(self.live),
             "refreshes": self.refreshes,
+            "display_auth": self.display_auth,
+            "display_password": self.display_password,
         }
         return (json.dumps(doc, indent=2) + "\n").encode()
 
@@ -89,6 +95,8 @@ class BootRecord:
             dimms=tuple((str(i), int(n)) for i, n in doc.get("dimms", ())),
             live=tuple(str(x) for x in doc.get("live", ())),
             refreshes=int(doc.get("refreshes", 0)),
+            display_auth=doc.get("display_auth"),
+            display_password=doc.get("display_password"),
         )
 
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
+from vmbundle.adapters import openssl
 from vmbundle.atomic import write_atomic
-from vmbundle.errors import GuestRunning
-from vmbundle.guest import display
+from vmbundle.errors import ConfigError, GuestRunning
+from vmbundle.guest import display, display_auth
+from vmbundle.guest.display_auth import DisplayAuth, DisplayPolicy
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.qemu import capacity
@@ -92,6 +95,8 @@ class Prepared:
     profile: Profile
     capacity: Capacity
     """How far this boot can grow live (the argv's maxcpus, maxmem and spare ports)."""
+    display_auth: DisplayAuth | None = None
+    """How the desktop display is protected; None: the guest has none."""
 
 
 def command_line(
@@ -105,18 +110,57 @@ def command_line(
     when the caller has not probed it already)."""
     if profile is None:
         profile = qemu_profile.probe(settings.qemu_binary, settings.run_dir)
+    run = run or RunPaths.for_guest(settings.run_dir, b.name)
     facts = ArgvFacts(
         binary=settings.qemu_binary,
         profile=profile,
         accel=choose_accel(settings.accelerator),  # type: ignore[arg-type]
         bundle_dir=b.path,
-        run=run or RunPaths.for_guest(settings.run_dir, b.name),
+        run=run,
         display=display_number if b.config.vnc.enabled else None,
         vnc_listen=settings.vnc_listen,
         isos=iso_paths(b),
         host_cpus=host_cpus(),
+        display_policy=display_policy(settings),
+        tls_dir=tls_dir(settings),
     )
     return build_argv(b.config, facts)
+
+
+def display_policy(settings: HostSettings) -> DisplayPolicy:
+    return DisplayPolicy(
+        listen=settings.vnc_listen,
+        tls=settings.display_tls,
+        generate_passwords=settings.display_passwords == "generate",
+        allow_unauthenticated=settings.display_allow_unauthenticated,
+    )
+
+
+def tls_dir(settings: HostSettings) -> Path:
+    """QEMU's x509 directory for the desktop displays: [display] tls_dir, or the one
+    vmbundle makes beside the host configuration (made by ensure_tls_dir)."""
+    if settings.display_tls_dir is not None:
+        return settings.display_tls_dir
+    return settings.config_dir / "vnc-x509"
+
+
+TLS_FILES = ("ca-cert.pem", "server-cert.pem", "server-key.pem")
+
+
+def ensure_tls_dir(settings: HostSettings, guest: str) -> None:
+    """Make vmbundle's own x509 directory once; a configured one must be complete."""
+    directory = tls_dir(settings)
+    missing = [f for f in TLS_FILES if not (directory / f).is_file()]
+    if not missing:
+        return
+    if settings.display_tls_dir is not None:
+        raise ConfigError(
+            [
+                f"{guest}: display.tls_dir: {directory} lacks {', '.join(missing)}; QEMU needs "
+                f"{', '.join(TLS_FILES)} there, or leave tls_dir out and vmbundle makes its own"
+            ]
+        )
+    openssl.vnc_x509_dir(directory, socket.getfqdn(), settings.vnc_listen)
 
 
 def host_cpus() -> int:
@@ -158,6 +202,7 @@ def prepare(b: Bundle, settings: HostSettings) -> Prepared:
     clear_run_dir(run)
     run.dir.mkdir(parents=True, mode=0o700)
     number: int | None = None
+    auth: DisplayAuth | None = None
     try:
         if b.config.vnc.enabled:
             number = display.allocate(
@@ -168,10 +213,19 @@ def prepare(b: Bundle, settings: HostSettings) -> Prepared:
                 settings.vnc_listen,
                 lambda g: running_pid(RunPaths.for_guest(settings.run_dir, g)) is not None,
             )
-            if b.config.vnc.password is not None:
-                write_atomic(
-                    run.vnc_password, b.config.vnc.password.encode(), mode=0o600, durable=False
-                )
+            auth = display_auth.decide(b.config, display_policy(settings))
+            password = (
+                b.config.vnc.password
+                if auth.password == "guest"
+                else display_auth.new_password()
+                if auth.password == "generated"
+                else None
+            )
+            if password is not None:
+                # QEMU reads it from here (a secret object, or QMP for the 0.14 fork).
+                write_atomic(run.vnc_password, password.encode(), mode=0o600, durable=False)
+            if auth.kind == "tls":
+                ensure_tls_dir(settings, b.name)
         profile = qemu_profile.probe(settings.qemu_binary, settings.run_dir)
         argv = command_line(b, settings, number, run, profile)
     except BaseException:
@@ -179,7 +233,13 @@ def prepare(b: Bundle, settings: HostSettings) -> Prepared:
         raise
     room = capacity.of(b.config, profile, host_cpus())
     return Prepared(
-        bundle=b, run=run, display=number, argv=tuple(argv), profile=profile, capacity=room
+        bundle=b,
+        run=run,
+        display=number,
+        argv=tuple(argv),
+        profile=profile,
+        capacity=room,
+        display_auth=auth,
     )
 
 

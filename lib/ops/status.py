@@ -199,6 +199,7 @@ def _of_instance(settings: HostSettings, inst: Instance) -> dict[str, Any]:
         "qmp_error": qmp_error,
         "display": display,
         "vnc_port": BASE_PORT + display if display is not None else None,
+        "display_auth": record.display_auth if record else None,
         "started": started(record.started) if record else None,
         "live": list(record.live) if record else [],
         "pending": list(record.pending) if record else [],
@@ -229,6 +230,7 @@ def _of_bundle(settings: HostSettings, name: str) -> dict[str, Any]:
         "qmp_error": None,
         "display": None,
         "vnc_port": None,
+        "display_auth": None,
         "started": None,
         "live": [],
         "pending": [],
@@ -244,3 +246,20 @@ def status(settings: HostSettings, guest: str) -> dict[str, Any]:
     name = state.guest_name(guest)
     inst = state.find(name)
     return _of_instance(settings, inst) if inst else _of_bundle(settings, name)
+
+
+def display_password(settings: HostSettings, guest: str) -> str:
+    """The running guest's desktop display password (its vnc.password or the one made
+    at its start), from the run directory: 0600, so for root alone."""
+    name = state.guest_name(guest)
+    run = RunPaths.for_guest(settings.run_dir, name)
+    if qemu_pid(run) is None:
+        raise VmbundleError(f"{name}: not running, so its display has no password now")
+    try:
+        return run.vnc_password.read_text()
+    except FileNotFoundError:
+        raise VmbundleError(
+            f"{name}: its display has no password (vmbundle status {name})"
+        ) from None
+    except PermissionError:
+        raise VmbundleError(f"{name}: only root may read its display password") from None

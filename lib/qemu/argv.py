@@ -54,6 +54,8 @@ from typing import Literal
 import attrs
 
 from vmbundle.errors import ConfigError
+from vmbundle.guest import display_auth
+from vmbundle.guest.display_auth import DisplayAuth, DisplayPolicy
 from vmbundle.guest.rundir import MAX_SOCKET_PATH, RunPaths
 from vmbundle.qemu import capacity
 from vmbundle.qemu.capacity import Capacity
@@ -103,6 +105,12 @@ class ArgvFacts:
     vnc_listen: str  # an IP address
     isos: Mapping[str, Path | None]  # every CD-ROM id -> its absolute ISO; None: empty
     host_cpus: int  # bounds the default max_vcpus (vmbundle.qemu.capacity)
+    # [display]'s rules off loopback (vmbundle.guest.display_auth); None: vnc_listen's alone.
+    display_policy: DisplayPolicy | None = None
+    tls_dir: Path | None = None  # QEMU's x509 directory, when the policy asks for TLS
+
+    def display_auth(self, cfg: VmConfig) -> DisplayAuth:
+        return display_auth.decide(cfg, self.display_policy or DisplayPolicy(self.vnc_listen))
 
 
 class _Argv:
@@ -370,12 +378,33 @@ def _modern_vnc(out: _Argv, cfg: VmConfig, facts: ArgvFacts) -> None:
     if facts.display is None:
         return
     address = _vnc_address(out.bare(facts.vnc_listen, "display.listen"), facts.display)
-    if cfg.vnc.password is None:
-        out.opt("-vnc", address, ("id", "display"))
-        return
-    secret = out.run_path(facts.run.vnc_password)
-    out.opt("-object", "secret", ("id", "vncpw"), ("file", secret), ("format", "raw"))
-    out.opt("-vnc", address, ("id", "display"), ("password-secret", "vncpw"))
+    auth = _display_auth(out, cfg, facts)
+    protection: list[Pair] = []
+    if auth.kind == "tls":
+        if facts.tls_dir is None:
+            raise ValueError("TLS without an x509 directory; the caller makes one")
+        out.opt(
+            "-object",
+            "tls-creds-x509",
+            ("id", "vnctls"),
+            ("dir", out.run_path(facts.tls_dir)),
+            ("endpoint", "server"),
+            ("verify-peer", "off"),
+        )
+        protection.append(("tls-creds", "vnctls"))
+    if auth.password is not None:
+        # QEMU reads the password from the run directory: never on its command line.
+        secret = out.run_path(facts.run.vnc_password)
+        out.opt("-object", "secret", ("id", "vncpw"), ("file", secret), ("format", "raw"))
+        protection.append(("password-secret", "vncpw"))
+    out.opt("-vnc", address, ("id", "display"), *protection)
+
+
+def _display_auth(out: _Argv, cfg: VmConfig, facts: ArgvFacts) -> DisplayAuth:
+    auth = facts.display_auth(cfg)
+    if auth.problem is not None:
+        out.problem("vnc", auth.problem)
+    return auth
 
 
 class _ModernPlaces:
@@ -545,7 +574,18 @@ def _illumos(out: _Argv, cfg: VmConfig, facts: ArgvFacts, ranks: dict[str, int])
     # One VNC server: the desktop display, which the web console proxies too.
     if cfg.vnc.enabled and facts.display is not None:
         address = _vnc_address(out.bare(facts.vnc_listen, "display.listen"), facts.display)
-        out.add("-vnc", address + (",password" if cfg.vnc.password is not None else ""))
+        auth = _display_auth(out, cfg, facts)
+        if auth.kind == "tls":
+            # SmartOS builds the fork with --disable-vnc-tls (build.sh in
+            # TritonDataCenter/illumos-kvm-cmd), so its -vnc has no tls option.
+            out.needs(
+                "display.tls",
+                "TLS on the VNC display",
+                "a QEMU built with VNC TLS (the illumos fork is built without it)",
+                'use passwords = "generate" or a vnc.password instead',
+            )
+        # The password itself is set over QMP once QEMU runs (the fork has no secret objects).
+        out.add("-vnc", address + (",password" if auth.password is not None else ""))
     else:
         out.add("-vnc", "none")
     _illumos_storage(out, cfg, facts, ranks)

@@ -57,3 +57,12 @@ def qemu_key(down: int, keysym: int, keycode: int) -> bytes:
 def qemu_audio(operation: int, fmt: int = 3, channels: int = 2, freq: int = 44100) -> bytes:
     head = struct.pack(">BBH", 255, 1, operation)
     return head + struct.pack(">BBI", fmt, channels, freq) if operation == 2 else head
+
+
+def vnc_auth_response(password: str, challenge: bytes) -> bytes:
+    """RFB's VNC authentication: DES of the challenge, keyed by the password with
+    each byte's bits reversed (RFC 6143 7.2.2 and its errata)."""
+    import pyDes  # type: ignore[import-untyped]
+
+    key = bytes(int(f"{b:08b}"[::-1], 2) for b in password.encode().ljust(8, b"\0")[:8])
+    return bytes(pyDes.des(key, pyDes.ECB).encrypt(challenge))

@@ -57,7 +57,7 @@ CSRF_HEADER = "X-CSRF-Token"
 THUMBNAIL_WIDTH = 320
 ACTIONS = ("start", "stop", "poweroff", "reset")
 # What the pages ask before they offer a button.
-PAGE_ACTIONS = (*ACTIONS, "console", "serial", "type", "metrics")
+PAGE_ACTIONS = (*ACTIONS, "console", "serial", "type", "metrics", "display")
 
 PAGES = Path(__file__).resolve().parent / "pages"
 # Served from the npm packages scripts/setup-host installs (npm ci in pages/).

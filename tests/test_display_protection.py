@@ -5,13 +5,16 @@ VeNCrypt with x509 sub-types only under TLS."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from support.rfb import vnc_auth_response
 from support.service_host import VM, ServiceHost, service_host
@@ -67,6 +70,15 @@ def vnc_login(port: int, password: str) -> tuple[int, bytes]:
             return result, b""
         sock.sendall(b"\x01")  # ClientInit: shared
         return result, recv_exact(sock, 4)
+
+
+async def web_display(url: str, user: str, password: str) -> tuple[int, object]:
+    # The console is on 127.0.0.1: cookies for an IP address need an unsafe jar.
+    async with aiohttp.ClientSession(url, cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        r = await http.post("/api/login", json={"user": user, "password": password})
+        assert r.status == 200, await r.text()
+        r = await http.get("/api/guests/pw1/display")
+        return r.status, await r.json()
 
 
 def port_of(host: ServiceHost, name: str) -> int:
@@ -145,6 +157,24 @@ def test_a_password_made_at_start_guards_the_display_and_is_nowhere_else(
         status = host.vmbundle("status", "pw1").stdout
         assert "VNC authentication, a password made at start" in status, status
         assert password not in status
+        # An operator reads it in the web console, for a desktop viewer; a viewer may not.
+        host.add_user("olga", "operator", "operator-pass")
+        host.add_user("vic", "viewer", "viewer-pass")
+        url = host.web_url()
+        deadline = time.monotonic() + 60
+        while (answer := asyncio.run(web_display(url, "olga", "operator-pass")))[0] == 409:
+            assert time.monotonic() < deadline, answer  # until the controller holds its QMP
+            time.sleep(0.5)
+        assert answer == (
+            200,
+            {
+                "display": port - 5900,
+                "port": port,
+                "protection": ("VNC authentication, a password made at start"),
+                "password": password,
+            },
+        )
+        assert asyncio.run(web_display(url, "vic", "viewer-pass"))[0] == 403
     finally:
         host.run("svcadm", "disable", "-s", f"{VM}:pw1")
 

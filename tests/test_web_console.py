@@ -148,6 +148,7 @@ def test_a_viewer_sees_the_list_and_watches_the_console_without_typing(
     card.locator("a .thumb").click()
     page.locator("body[data-status='connected (view only)']").wait_for(timeout=30_000)
     assert not page.is_visible("#keys") and not page.is_visible("#paste-open")
+    assert not page.is_visible("#display-open"), "a viewer is offered the display's password"
     canvas = page.locator("#screen canvas")
     before = canvas.screenshot()
     canvas.click()
@@ -218,6 +219,15 @@ def test_log_in_watch_type_paste_read_serial_and_stop(
     page.click("#paste-send")
     time.sleep(2)
     page.screenshot(path=str(OUT / "console-pasted.png"))
+
+    # Where a desktop VNC viewer connects, and how that display is protected.
+    page.click("#display-open")
+    shown = page.locator("#display-text")
+    shown.wait_for(timeout=10_000)
+    port = 5900 + host.record(GUEST).display  # type: ignore[operator]
+    assert f":{port} (display :{port - 5900}). loopback only." in shown.inner_text()
+    page.screenshot(path=str(OUT / "console-display.png"))
+    page.click("#display-close")
 
     # The serial console shows the guest's serial lines, the typed ones among them.
     page.goto(f"{url}/serial/{GUEST}")

@@ -138,6 +138,25 @@ $("paste-send").addEventListener("click", async () => {
   rfb.focus();
 });
 
+// Where a desktop VNC viewer connects, how that display is protected, and its password.
+$("display-open").addEventListener("click", async () => {
+  let text;
+  try {
+    const d = await api("GET", `/api/guests/${encodeURIComponent(name)}/display`);
+    const where = `${location.hostname}:${d.port} (display :${d.display})`;
+    text = `Desktop viewer: ${where}. ${d.protection}.`;
+    if (d.password) text += ` Password: ${d.password}`;
+  } catch (e) {
+    text = e.message;
+  }
+  $("display-text").textContent = text;
+  $("display").hidden = false;
+});
+$("display-close").addEventListener("click", () => {
+  $("display").hidden = true;
+  rfb?.focus();
+});
+
 $("fullscreen").addEventListener("click", () => {
   if (document.fullscreenElement) document.exitFullscreen();
   else $("screen").requestFullscreen();
@@ -169,5 +188,6 @@ me = await sessionOrLogin();
 if (me !== null) {
   for (const id of ["keys", "paste-open"]) $(id).hidden = !me.may.type;
   $("serial-link").hidden = !me.may.serial;
+  $("display-open").hidden = !me.may.display;
   connect();
 }

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support.rfb import vnc_auth_response
+from support.rfb import update_request, vnc_auth_response
 from support.service_host import VM, ServiceHost, service_host
 
 pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
@@ -58,7 +58,8 @@ def security_types(port: int) -> tuple[socket.socket, list[int]]:
 
 
 def vnc_login(port: int, password: str) -> tuple[int, bytes]:
-    """(SecurityResult, the ServerInit's first 4 bytes: width and height) after VNC auth."""
+    """(SecurityResult, the ServerInit's first 4 bytes: width and height) after VNC
+    auth; on success also the screen's first update is read."""
     sock, types = security_types(port)
     with sock:
         assert types == [VNC_AUTH]
@@ -69,7 +70,14 @@ def vnc_login(port: int, password: str) -> tuple[int, bytes]:
         if result != 0:
             return result, b""
         sock.sendall(b"\x01")  # ClientInit: shared
-        return result, recv_exact(sock, 4)
+        size = recv_exact(sock, 4)
+        recv_exact(sock, 16)  # the pixel format
+        recv_exact(sock, struct.unpack(">I", recv_exact(sock, 4))[0])  # the desktop's name
+        width, height = struct.unpack(">HH", size)
+        sock.sendall(update_request(0, 0, 0, width, height))
+        kind, _, rects = struct.unpack(">BBH", recv_exact(sock, 4))
+        assert (kind, rects > 0) == (0, True), "no FramebufferUpdate with the screen"
+        return result, size
 
 
 async def web_display(url: str, user: str, password: str) -> tuple[int, object]:

@@ -20,6 +20,7 @@ from vmbundle.guest import display, display_auth
 from vmbundle.guest.display_auth import DisplayAuth, DisplayPolicy
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
+from vmbundle.locks import exclusive
 from vmbundle.qemu import capacity
 from vmbundle.qemu import profile as qemu_profile
 from vmbundle.qemu.argv import ArgvFacts, build_argv
@@ -150,17 +151,20 @@ TLS_FILES = ("ca-cert.pem", "server-cert.pem", "server-key.pem")
 def ensure_tls_dir(settings: HostSettings, guest: str) -> None:
     """Make vmbundle's own x509 directory once; a configured one must be complete."""
     directory = tls_dir(settings)
-    missing = [f for f in TLS_FILES if not (directory / f).is_file()]
-    if not missing:
-        return
-    if settings.display_tls_dir is not None:
-        raise ConfigError(
-            [
-                f"{guest}: display.tls_dir: {directory} lacks {', '.join(missing)}; QEMU needs "
-                f"{', '.join(TLS_FILES)} there, or leave tls_dir out and vmbundle makes its own"
-            ]
-        )
-    openssl.vnc_x509_dir(directory, socket.getfqdn(), settings.vnc_listen)
+    # Guests starting at once make it once.
+    with exclusive(settings.run_dir / "vnc-x509.lock", 120):
+        missing = [f for f in TLS_FILES if not (directory / f).is_file()]
+        if not missing:
+            return
+        if settings.display_tls_dir is not None:
+            raise ConfigError(
+                [
+                    f"{guest}: display.tls_dir: {directory} lacks {', '.join(missing)}; QEMU "
+                    f"needs {', '.join(TLS_FILES)} there, or leave tls_dir out and vmbundle "
+                    "makes its own"
+                ]
+            )
+        openssl.vnc_x509_dir(directory, socket.getfqdn(), settings.vnc_listen)
 
 
 def host_cpus() -> int:

@@ -114,9 +114,10 @@ def test_on_loopback_nothing_changes(host: ServiceHost) -> None:
 def test_off_loopback_an_unprotected_display_is_refused_at_validation_and_start(
     host: ServiceHost,
 ) -> None:
-    display_config(host, 'listen = "0.0.0.0"')
+    display_config(host, 'listen = "127.0.0.1"')
     bundle = host.create("open1")
     before = (bundle / "vm.json").read_bytes()
+    display_config(host, 'listen = "0.0.0.0"')
     line = (
         "open1: vnc: the display would listen on 0.0.0.0, off loopback, with no password; "
         "give the guest one (vmbundle set open1 vnc.password=...), or in the host "
@@ -125,6 +126,11 @@ def test_off_loopback_an_unprotected_display_is_refused_at_validation_and_start(
     )
     checked = host.vmbundle("validate", "open1", check=False)
     assert checked.returncode == 1 and line in checked.stdout + checked.stderr, checked
+    # Importing checks the same (a second bundle, not made an instance).
+    other = host.vmbundle(
+        "create", "open2", "--ram", "64M", "--vcpus", "1", "--import", check=False
+    )
+    assert other.returncode == 96 and line.replace("open1", "open2") in other.stderr, other
     start = host.vmbundle("start", "open1", "--wait", check=False)
     assert start.returncode != 0
     host.wait_state("open1", "maintenance")
@@ -134,8 +140,8 @@ def test_off_loopback_an_unprotected_display_is_refused_at_validation_and_start(
     host.run("svcadm", "disable", f"{VM}:open1")
     # For a lab: it starts, with a warning each time.
     display_config(host, 'listen = "0.0.0.0"\nallow_unauthenticated = true')
-    host.run("svcadm", "clear", f"{VM}:open1")
-    port = started(host, "open1")
+    host.vmbundle("start", "open1", "--wait")  # from maintenance, as an operator would
+    port = port_of(host, "open1")
     try:
         sock, types = security_types(port)
         sock.close()

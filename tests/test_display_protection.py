@@ -57,6 +57,13 @@ def security_types(port: int) -> tuple[socket.socket, list[int]]:
     return sock, list(recv_exact(sock, count))
 
 
+def offered(port: int) -> list[int]:
+    """The security types the server offers a new client."""
+    sock, types = security_types(port)
+    sock.close()
+    return types
+
+
 def vnc_login(port: int, password: str) -> tuple[int, bytes]:
     """(SecurityResult, the ServerInit's first 4 bytes: width and height) after VNC
     auth; on success also the screen's first update is read."""
@@ -103,9 +110,7 @@ def test_on_loopback_nothing_changes(host: ServiceHost) -> None:
     host.create("lo1")
     port = started(host, "lo1")
     try:
-        sock, types = security_types(port)
-        sock.close()
-        assert types == [NONE]
+        assert offered(port) == [NONE]
         assert "loopback only" in host.vmbundle("status", "lo1").stdout
     finally:
         host.run("svcadm", "disable", "-s", f"{VM}:lo1")
@@ -143,9 +148,7 @@ def test_off_loopback_an_unprotected_display_is_refused_at_validation_and_start(
     host.vmbundle("start", "open1", "--wait")  # from maintenance, as an operator would
     port = port_of(host, "open1")
     try:
-        sock, types = security_types(port)
-        sock.close()
-        assert types == [NONE]
+        assert offered(port) == [NONE]
         assert "with no password (allow_unauthenticated = true" in host.log("open1")
         assert "NO PASSWORD off loopback" in host.vmbundle("status", "open1").stdout
     finally:

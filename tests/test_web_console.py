@@ -225,7 +225,7 @@ def test_log_in_watch_type_paste_read_serial_and_stop(
     shown = page.locator("#display-text")
     shown.wait_for(timeout=10_000)
     port = 5900 + host.record(GUEST).display  # type: ignore[operator]
-    assert f":{port} (display :{port - 5900}). loopback only." in shown.inner_text()
+    assert f":{port} (display :{port - 5900}); loopback only." in shown.inner_text()
     page.screenshot(path=str(OUT / "console-display.png"))
     page.click("#display-close")
 

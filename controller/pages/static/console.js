@@ -144,7 +144,7 @@ $("display-open").addEventListener("click", async () => {
   try {
     const d = await api("GET", `/api/guests/${encodeURIComponent(name)}/display`);
     const where = `${location.hostname}:${d.port} (display :${d.display})`;
-    text = `Desktop viewer: ${where}. ${d.protection}.`;
+    text = `Desktop viewer: ${where}; ${d.protection}.`;
     if (d.password) text += ` Password: ${d.password}`;
   } catch (e) {
     text = e.message;

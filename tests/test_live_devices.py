@@ -129,6 +129,13 @@ def test_a_disk_and_a_nic_come_and_go_in_the_running_guest(
     status = host.vmbundle("status", GUEST).stdout
     assert "disks.disk0: attached (virtio, disk0.qcow2)" in status
     assert (host.roots / GUEST / "disk0.qcow2").exists()
+    # A memory snapshot would resume into the devices vm.json gives the next start.
+    refused = host.vmbundle("snapshot", GUEST, "--memory", check=False)
+    assert refused.returncode != 0
+    assert (
+        f"{GUEST}: its devices changed live in this boot (nics.net1: detached); a memory "
+        "snapshot resumes only into the devices it was saved with"
+    ) in refused.stderr, refused.stderr
     deleted = host.vmbundle("disk", "add", GUEST, "32M").stdout
     assert "disks.disk1: attached" in deleted, deleted  # disk0's image is still there
     gone = host.vmbundle("disk", "remove", GUEST, "disk1", "--delete").stdout

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vmbundle.errors import VmbundleError
-from vmbundle.qemu.capacity import BALLOON_ID, Capacity
+from vmbundle.qemu.capacity import Capacity
 from vmbundle.qemu.qmp import QmpError, Session
 from vmbundle.units import format_size
 from vmbundle.vm.model import Disk, Nic
@@ -280,7 +280,3 @@ def set_balloon(session: Session, target: int, timeout: float) -> None:
             )
         time.sleep(POLL_SECONDS)
         actual = balloon_actual(session)
-
-
-def has_balloon(session: Session) -> bool:
-    return BALLOON_ID in present(session)

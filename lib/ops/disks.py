@@ -24,7 +24,7 @@ from vmbundle.units import format_size
 from vmbundle.vm import bundle, codec
 from vmbundle.vm.bundle import Bundle
 from vmbundle.vm.checks import check_document
-from vmbundle.vm.model import Disk, VmConfig
+from vmbundle.vm.model import Disk
 
 # Called with a rising percentage while an image is copied in.
 Progress = qemu_img.ProgressCallback
@@ -163,7 +163,7 @@ def remove(settings: HostSettings, guest: str, disk: str, *, delete: bool) -> Di
         bundle.save(path, cfg)
     refreshed = edit.refresh_if_running(settings, Bundle(path, cfg))
     deleted = False
-    if delete and not _attached(settings, name, found.file) and not _shared(cfg, found):
+    if delete and not _attached(settings, name, found.file):
         with locks.bundle(settings.run_dir, name), faults_of(name):
             b.disk_path(found.file).unlink(missing_ok=True)
         deleted = True
@@ -197,10 +197,6 @@ def _attached(settings: HostSettings, name: str, file: str) -> bool:
         return False
     # No record (a boot vmbundle did not write): assume QEMU has every image open.
     return record is None or any(d.file == file for d in record.config.disks)
-
-
-def _shared(cfg: VmConfig, disk: Disk) -> bool:
-    return any(d.file == disk.file for d in cfg.disks)
 
 
 def _with_disk(b: Bundle, disk: Disk) -> dict[str, object]:

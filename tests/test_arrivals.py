@@ -206,7 +206,9 @@ def test_a_fresh_copy_settles_then_is_importable(host: TestHost, tmp_path: Path)
     # The newest change in the bundle: vm.json's rename touches the directory after
     # vm.json itself was written.
     copy = host.root / "web01"
-    changed = max(p.stat().st_mtime for p in (copy, *copy.iterdir()))
+    # In nanoseconds, as the survey reads it: st_mtime, a float made another way,
+    # can be one ulp smaller, and the survey then sees the copy as not yet quiet.
+    changed = max(p.stat().st_mtime_ns for p in (copy, *copy.iterdir())) / 1e9
     settings = _settings(host)
     (soon,) = arrivals.survey(settings, {}, now=changed + 1.0).arrivals
     assert soon.verdict == "settling"

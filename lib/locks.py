@@ -49,6 +49,22 @@ def exclusive(path: Path, timeout: float = 30.0) -> Iterator[None]:
         os.close(fd)
 
 
+@contextmanager
+def try_exclusive(path: Path) -> Iterator[bool]:
+    """An exclusive flock on path if it is free now: True in the with-block when
+    held, False (at once, nothing held) when another process has it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)
+
+
 def bundle_lock_path(run_dir: Path, name: str) -> Path:
     return run_dir / LOCKS_DIR / f"{name}.lock"
 

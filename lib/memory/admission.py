@@ -3,11 +3,14 @@ the ARC backend (vmbundle.memory.arc) and the ledger (vmbundle.memory.ledger) pu
 together. The arithmetic is the policy's own admit, release and reconcile, so
 its property tests cover what runs here.
 
-A start reserves the guest's charge and lowers the ARC maximum under the
-ledger's lock, then waits, outside the lock, until the ARC's size has really
-come down; a stop releases the charge and raises the maximum again, to the
-saved baseline after the last guest. A refusal is final for that start (exit
-95: SMF puts the instance in maintenance at once, with the numbers in its log).
+A start reserves the guest's charge under the ledger's lock, which is held for
+the arithmetic and the write of memory.json only (the ARC is read before it);
+the ARC maximum the new ledger calls for is then set by whichever process sets
+it (vmbundle.memory.arc_target, one at a time, the newest ask first), and the
+start waits until it is set and the ARC's size has really come down. A stop
+releases the charge and raises the maximum again, to the saved baseline after
+the last guest. A refusal is final for that start (exit 95: SMF puts the
+instance in maintenance at once, with the numbers in its log).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from vmbundle.errors import SMF_EXIT_ERR_FATAL, VmbundleError
 from vmbundle.guest import boot_record
 from vmbundle.guest.process import running_pid
 from vmbundle.guest.rundir import RunPaths
-from vmbundle.memory import arc, policy
+from vmbundle.memory import arc, arc_target, policy
 from vmbundle.memory import ledger as memory_ledger
 from vmbundle.memory.arc import ArcBackend, ArcState
 from vmbundle.memory.ledger import Charge, Ledger
@@ -57,9 +60,45 @@ def _guest_running(settings: HostSettings) -> Callable[[str], bool]:
     return lambda g: running_pid(RunPaths.for_guest(settings.run_dir, g)) is not None
 
 
-def _set_max(arc_backend: ArcBackend, state: ArcState, arc_max: int) -> None:
-    if arc_max != state.c_max:
-        arc_backend.set_max(arc_max)
+class _Unchanged(Exception):
+    """Raised by a decision that leaves the ledger as it is."""
+
+
+# A decision: from the host's memory and the ledger, the new ledger and the ARC
+# maximum it calls for. Pure: it runs under the ledger's lock.
+Decide = Callable[[HostMemory, Ledger], tuple[Ledger, int]]
+
+
+def _change(
+    settings: HostSettings, arc_backend: ArcBackend, decide: Decide
+) -> tuple[int, ArcState]:
+    """One change of the ledger: the ARC read with no lock held, then decide's
+    ledger saved under the lock; (the epoch whose setting covers it, the ARC as
+    read). decide raises to change nothing."""
+    run_dir = settings.run_dir
+    deadline = time.monotonic() + arc_target.WAIT_SECONDS
+    while True:
+        seen = memory_ledger.read(run_dir)
+        state = arc_backend.read()
+        with memory_ledger.locked(run_dir) as book:
+            before = book.ledger
+            same = (seen.epoch, seen.applied, seen.fault) == (
+                before.epoch,
+                before.applied,
+                before.fault,
+            )
+            # Without a saved baseline the kernel's maximum is it, unless a setting
+            # of ours ran or runs between the read and the lock.
+            if before.baseline is not None or (same and before.settled):
+                ledger, arc_max = decide(host_memory(settings, state, before), before)
+                ledger = ledger.asking(arc_max, state.c_max).tidy()
+                book.save(ledger)
+                return ledger.epoch, state
+        if time.monotonic() >= deadline:
+            raise arc_target.ArcNotSet(
+                f"the ARC maximum kept changing while {run_dir} was read; try again"
+            )
+        time.sleep(0.005)
 
 
 def reserve(
@@ -73,20 +112,25 @@ def reserve(
     if arc_backend is None:
         return None
     amount = policy.charge(cfg.ram, cfg.vcpus, settings.overhead_model())
-    with memory_ledger.locked(settings.run_dir) as book:
-        state = arc_backend.read()
-        mem = host_memory(settings, state, book.ledger)
-        decision = policy.admit(mem, book.ledger.amounts(), guest, amount)
+    admitted: list[Decision] = []
+
+    def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int]:
+        decision = policy.admit(mem, before.amounts(), guest, amount)
         if not decision.admitted:
             raise AdmissionRefused(decision.line(guest))
-        before = book.ledger
+        admitted.append(decision)
         # The baseline is saved before the first change, and kept until the last release.
-        book.save(_ledger(mem, before, decision.charges, {guest: Charge.mine(amount)}))
-        try:
-            _set_max(arc_backend, state, decision.arc_max)
-        except VmbundleError:
-            book.save(before)
-            raise
+        return _ledger(
+            mem, before, decision.charges, {guest: Charge.mine(amount)}
+        ), decision.arc_max
+
+    epoch, state = _change(settings, arc_backend, decide)
+    (decision,) = admitted
+    try:
+        arc_target.wait(settings.run_dir, arc_backend, epoch, until)
+    except arc_target.ArcNotSet as exc:
+        _give_back(settings, arc_backend, guest)
+        raise arc_target.ArcNotSet(f"{guest}: {exc}; nothing is reserved") from None
     say(decision.line(guest))
     if decision.arc_max >= state.size:
         return decision  # already small enough: no need to look again
@@ -111,10 +155,9 @@ def resize(settings: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decis
     if arc_backend is None:
         return None
     amount = policy.charge(cfg.ram, cfg.vcpus, settings.overhead_model())
-    with memory_ledger.locked(settings.run_dir) as book:
-        state = arc_backend.read()
-        mem = host_memory(settings, state, book.ledger)
-        before = book.ledger
+    made: list[tuple[Decision, Charge | None, int]] = []
+
+    def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int]:
         held = before.charges.get(guest)
         decision = policy.admit(mem, before.amounts(), guest, amount)
         if decision.admitted:
@@ -124,32 +167,31 @@ def resize(settings: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decis
             amounts, arc_max = policy.reconcile(mem, before.amounts(), [], {guest: amount})
         else:
             raise AdmissionRefused(decision.line(guest))
+        made.append((decision, held, arc_max))
         new = {} if held is not None else {guest: Charge.mine(amount)}
-        book.save(_ledger(mem, before, amounts, new))
-        try:
-            _set_max(arc_backend, state, arc_max)
-        except VmbundleError:
-            book.save(before)
-            raise
-    if held is not None and amount == held.bytes:
-        return decision
-    say(decision.line(guest) if decision.admitted else f"{guest}: memory charge lowered")
-    if arc_max >= state.size:
-        return decision
+        return _ledger(mem, before, amounts, new), arc_max
+
+    epoch, state = _change(settings, arc_backend, decide)
+    ((decision, held, arc_max),) = made
     try:
-        _wait_for_shrink(
-            settings, arc_backend, guest, arc_max, float(settings.memory_shrink_timeout), say
-        )
-    except AdmissionRefused:
+        arc_target.wait(settings.run_dir, arc_backend, epoch)
+        if held is not None and amount == held.bytes:
+            return decision
+        say(decision.line(guest) if decision.admitted else f"{guest}: memory charge lowered")
+        if arc_max < state.size:
+            _wait_for_shrink(
+                settings, arc_backend, guest, arc_max, float(settings.memory_shrink_timeout), say
+            )
+    except (AdmissionRefused, arc_target.ArcNotSet):
         # Back to the charge held before; other guests may have come or gone since.
-        with memory_ledger.locked(settings.run_dir) as book:
-            now = arc_backend.read()
-            mem = host_memory(settings, now, book.ledger)
+        def back(mem: HostMemory, now: Ledger) -> tuple[Ledger, int]:
             gone = [] if held is not None else [guest]
             kept = {guest: held.bytes} if held is not None else {}
-            amounts, arc_max = policy.reconcile(mem, book.ledger.amounts(), gone, kept)
-            _set_max(arc_backend, now, arc_max)
-            book.save(_ledger(mem, book.ledger, amounts, {}))
+            amounts, arc_max = policy.reconcile(mem, now.amounts(), gone, kept)
+            return _ledger(mem, now, amounts, {}), arc_max
+
+        epoch, _ = _change(settings, arc_backend, back)
+        arc_target.wait(settings.run_dir, arc_backend, epoch)
         raise
     return decision
 
@@ -187,10 +229,30 @@ def _ledger(
     mem: HostMemory, before: Ledger, amounts: Mapping[str, int], new: Mapping[str, Charge]
 ) -> Ledger:
     """The ledger holding the policy's amounts: each guest keeps the owner it had,
-    or takes the one in new; the baseline goes with the last charge."""
+    or takes the one in new; the baseline stays until Ledger.tidy drops it."""
     charges = {g: new.get(g) or before.charges[g] for g in amounts}
     charges = {g: attrs.evolve(c, bytes=amounts[g]) for g, c in charges.items()}
-    return Ledger(baseline=mem.baseline if charges else None, charges=charges)
+    return attrs.evolve(before, baseline=mem.baseline, charges=charges)
+
+
+def _give_back(settings: HostSettings, arc_backend: ArcBackend, guest: str) -> int | None:
+    """Drop guest's charge and ask for the ARC maximum the rest call for; (that
+    maximum, or None when guest held nothing and others hold charges)."""
+    given: list[int] = []
+
+    def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int]:
+        if guest not in before.charges and before.charges:
+            raise _Unchanged
+        amounts, arc_max = policy.release(mem, before.amounts(), guest)
+        given.append(arc_max)
+        return _ledger(mem, before, amounts, {}), arc_max
+
+    try:
+        epoch, _ = _change(settings, arc_backend, decide)
+    except _Unchanged:
+        return None
+    arc_target.wait(settings.run_dir, arc_backend, epoch)
+    return given[0]
 
 
 def release(settings: HostSettings, guest: str, say: Say) -> None:
@@ -198,15 +260,9 @@ def release(settings: HostSettings, guest: str, say: Say) -> None:
     arc_backend = backend(settings)
     if arc_backend is None:
         return
-    with memory_ledger.locked(settings.run_dir) as book:
-        if guest not in book.ledger.charges and book.ledger.charges:
-            return
-        state = arc_backend.read()
-        mem = host_memory(settings, state, book.ledger)
-        amounts, arc_max = policy.release(mem, book.ledger.amounts(), guest)
-        _set_max(arc_backend, state, arc_max)
-        book.save(_ledger(mem, book.ledger, amounts, {}))
-    say(f"{guest}: memory released; ARC maximum {_gib(arc_max)}")
+    arc_max = _give_back(settings, arc_backend, guest)
+    if arc_max is not None:
+        say(f"{guest}: memory released; ARC maximum {_gib(arc_max)}")
 
 
 def _running_uncharged(settings: HostSettings, ledger: Ledger) -> dict[str, Charge]:
@@ -236,15 +292,23 @@ def reconcile(settings: HostSettings) -> tuple[list[str], list[str]]:
     arc_backend = backend(settings)
     if arc_backend is None:
         return [], []
-    with memory_ledger.locked(settings.run_dir) as book:
-        stale = book.ledger.stale(_guest_running(settings))
-        missing = _running_uncharged(settings, book.ledger)
-        if stale or missing or not book.ledger.charges:
-            state = arc_backend.read()
-            mem = host_memory(settings, state, book.ledger)
-            amounts, arc_max = policy.reconcile(
-                mem, book.ledger.amounts(), stale, {g: c.bytes for g, c in missing.items()}
-            )
-            _set_max(arc_backend, state, arc_max)
-            book.save(_ledger(mem, book.ledger, amounts, missing))
+    found: list[tuple[list[str], dict[str, Charge]]] = []
+
+    def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int]:
+        stale = before.stale(_guest_running(settings))
+        missing = _running_uncharged(settings, before)
+        found[:] = [(stale, missing)]
+        if not (stale or missing or not before.charges):
+            raise _Unchanged
+        amounts, arc_max = policy.reconcile(
+            mem, before.amounts(), stale, {g: c.bytes for g, c in missing.items()}
+        )
+        return _ledger(mem, before, amounts, missing), arc_max
+
+    try:
+        epoch, _ = _change(settings, arc_backend, decide)
+    except _Unchanged:
+        return [], []
+    arc_target.wait(settings.run_dir, arc_backend, epoch)
+    ((stale, missing),) = found
     return stale, sorted(missing)

@@ -1,11 +1,18 @@
 """The host's ledger of memory charges, in the run directory (memory.json).
 
 Changed only under a host-wide flock (memory.lock), so admissions made at the
-same moment see each other. Each charge names the guest and the process that
-reserved it (a start method): a charge is stale, and reconcile drops it, once
-that process has ended and the guest's QEMU is not running, the rule the
-display table uses. The baseline is the ARC maximum saved before the first
-change, kept until the last charge goes.
+same moment see each other; the lock is held for the arithmetic and the file's
+write only, never while a tool (kstat, mdb) runs. Each charge names the guest
+and the process that reserved it (a start method): a charge is stale, and
+reconcile drops it, once that process has ended and the guest's QEMU is not
+running, the rule the display table uses. The baseline is the ARC maximum saved
+before the first change, kept until the last charge goes and the ARC maximum is
+back at it.
+
+The ARC maximum the charges call for is `arc_max`, numbered by `epoch` each
+time it changes; `applied` is the newest epoch known to be set in the kernel
+(vmbundle.memory.arc_target applies it), and `fault` the line of an epoch whose
+setting failed.
 """
 
 from __future__ import annotations
@@ -39,9 +46,40 @@ class Charge:
 
 
 @attrs.frozen
+class Fault:
+    epoch: int
+    line: str
+
+
+@attrs.frozen
 class Ledger:
     baseline: int | None = None
     charges: dict[str, Charge] = attrs.field(factory=dict)
+    arc_max: int | None = None
+    """The ARC maximum these charges call for; None when nothing was asked yet."""
+    epoch: int = 0
+    applied: int = 0
+    fault: Fault | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Whether the newest ARC maximum asked for was set, or failed to be."""
+        failed = self.fault.epoch if self.fault is not None else 0
+        return max(self.applied, failed) >= self.epoch
+
+    def tidy(self) -> Ledger:
+        """With no charge left and the ARC maximum back where it was asked, the
+        baseline is forgotten: the administrator may change it before the next guest."""
+        if self.charges or self.applied < self.epoch:
+            return self
+        return attrs.evolve(self, baseline=None, arc_max=None)
+
+    def asking(self, arc_max: int, current: int) -> Ledger:
+        """This ledger asking for arc_max (current: the kernel's maximum when the
+        ledger has asked nothing yet): a new epoch when that is a change."""
+        if arc_max == (self.arc_max if self.arc_max is not None else current):
+            return attrs.evolve(self, arc_max=arc_max)
+        return attrs.evolve(self, arc_max=arc_max, epoch=self.epoch + 1)
 
     def amounts(self) -> dict[str, int]:
         return {g: c.bytes for g, c in self.charges.items()}
@@ -56,12 +94,17 @@ class Ledger:
 def _read(run_dir: Path) -> Ledger:
     try:
         doc = json.loads((run_dir / FILE).read_text())
+        fault = doc.get("fault")
         return Ledger(
             baseline=doc.get("baseline"),
             charges={
                 str(g): Charge(int(c["bytes"]), int(c["owner"]))
                 for g, c in doc.get("charges", {}).items()
             },
+            arc_max=None if doc.get("arc_max") is None else int(doc["arc_max"]),
+            epoch=int(doc.get("epoch", 0)),
+            applied=int(doc.get("applied", 0)),
+            fault=None if fault is None else Fault(int(fault["epoch"]), str(fault["line"])),
         )
     except FileNotFoundError:
         return Ledger()
@@ -75,6 +118,10 @@ def _write(run_dir: Path, ledger: Ledger) -> None:
     doc = {
         "baseline": ledger.baseline,
         "charges": {g: attrs.asdict(c) for g, c in sorted(ledger.charges.items())},
+        "arc_max": ledger.arc_max,
+        "epoch": ledger.epoch,
+        "applied": ledger.applied,
+        "fault": None if ledger.fault is None else attrs.asdict(ledger.fault),
     }
     write_atomic(run_dir / FILE, (json.dumps(doc, indent=1) + "\n").encode(), durable=False)
 

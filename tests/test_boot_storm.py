@@ -1,0 +1,166 @@
+"""A boot storm: sixteen guests enabled by one `svcadm enable` on a devhost with
+room for ten. Exactly ten come online, six go to maintenance with the admission
+line, the ARC maximum never falls below its floor while they start (a sampler
+reads the simulated kernel every few milliseconds), and the ledger holds the ten
+that run; with the controller running, and with it stopped (the start method's
+own path)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from support.service_host import VM, ServiceHost, service_host
+
+from devhost.kernel import arc as simulated_arc
+from vmbundle.memory import policy
+
+pytestmark = [pytest.mark.qemu, pytest.mark.zfs]
+
+MiB = 1 << 20
+GUESTS = 16
+ROOM = 10
+CONTROLLER = "svc:/system/vmbundle/controller:default"
+NAMES = [f"storm{i:02d}" for i in range(GUESTS)]
+
+
+def fits(mem: policy.HostMemory, ram: int) -> int:
+    """How many guests of ram the policy admits one after another."""
+    held: dict[str, int] = {}
+    for n in range(GUESTS + 1):
+        decision = policy.admit(mem, held, f"g{n}", policy.charge(ram, 1, policy.OverheadModel()))
+        if not decision.admitted:
+            return n
+        held = dict(decision.charges)
+    return GUESTS + 1
+
+
+def ram_for_room(mem: policy.HostMemory) -> int:
+    """The largest ram (whole MiB) of which exactly ROOM guests fit."""
+    low, high = 16 * MiB, mem.physmem
+    while high - low > MiB:
+        mid = (low + high) // 2 // MiB * MiB
+        if fits(mem, mid) >= ROOM:
+            low = mid
+        else:
+            high = mid
+    assert fits(mem, low) == ROOM
+    return low
+
+
+@pytest.fixture(scope="module")
+def host(zfs_pool: object) -> Iterator[ServiceHost]:
+    with service_host("--physmem", "8G") as h:
+        mem = policy.HostMemory.build(
+            h.kstat("unix:0:system_pages:physmem") * 4096,
+            h.kstat("zfs:0:arcstats:c_min"),
+            h.kstat("zfs:0:arcstats:c_max"),
+        )
+        ram = ram_for_room(mem)
+
+        def make(name: str) -> None:
+            # No disk and no OS: SeaBIOS finds nothing to boot and waits, which
+            # costs TCG next to nothing; it ignores the power button, so stop soon.
+            h.vmbundle("create", name, "--ram", f"{ram // MiB}M", "--vcpus", "1", "--import")
+            h.vmbundle("set", name, "stop_timeout=1")
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(make, NAMES))
+        h.wait_controller()
+        yield h
+
+
+class ArcSampler:
+    """The simulated ARC's maximum and target, read every few ms while it runs."""
+
+    def __init__(self, host: ServiceHost) -> None:
+        self.state = host.state
+        self.lowest: tuple[int, int] | None = None
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            arc = simulated_arc.read(self.state).arc
+            low = (arc.c_max, arc.c)
+            self.lowest = low if self.lowest is None else min(self.lowest, low)
+            self.samples += 1
+            time.sleep(0.005)
+
+    def __enter__(self) -> ArcSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def states(host: ServiceHost) -> dict[str, str]:
+    out = host.run("svcs", "-H", "-o", "state,nstate,fmri", *(f"{VM}:{n}" for n in NAMES)).stdout
+    found = {}
+    for line in out.splitlines():
+        state, nstate, fmri = line.split()
+        found[fmri.rsplit(":", 1)[1]] = state if nstate == "-" else f"{state}*"
+    return found
+
+
+@pytest.mark.parametrize("controller", ["running", "stopped"])
+def test_sixteen_guests_at_once_on_room_for_ten(host: ServiceHost, controller: str) -> None:
+    if controller == "stopped":
+        host.run("svcadm", "disable", "-s", CONTROLLER)
+    try:
+        floor = policy.arc_floor_bytes(
+            policy.DEFAULT_ARC_FLOOR,
+            host.kstat("unix:0:system_pages:physmem") * 4096,
+            host.kstat("zfs:0:arcstats:c_min"),
+        )
+        with ArcSampler(host) as sampler:
+            host.run("svcadm", "enable", "-t", *(f"{VM}:{n}" for n in NAMES))
+            deadline = time.monotonic() + 600
+            while sorted(set(now := states(host).values())) != ["maintenance", "online"] or (
+                len(now) != GUESTS
+            ):
+                assert time.monotonic() < deadline, f"still {now}"
+                time.sleep(0.2)
+        online = sorted(n for n, s in states(host).items() if s == "online")
+        refused = sorted(n for n, s in states(host).items() if s == "maintenance")
+        assert len(online) == ROOM, (online, refused)
+        assert len(refused) == GUESTS - ROOM
+        for name in refused:
+            lines = [line for line in host.log(name).splitlines() if "not enough memory" in line]
+            assert lines, host.log(name)
+            assert lines[-1].split("] ", 1)[-1].startswith(f"{name}: not enough memory: needs ")
+        assert sampler.samples > 100
+        assert sampler.lowest is not None and min(sampler.lowest) >= floor, (sampler.lowest, floor)
+        ledger = json.loads((host.run_dir / "memory.json").read_text())
+        assert sorted(ledger["charges"]) == online
+        for name in online:
+            cfg = host.record(name).config
+            amount = policy.charge(cfg.ram, cfg.vcpus, policy.OverheadModel())
+            assert ledger["charges"][name]["bytes"] == amount
+        assert ledger["applied"] == ledger["epoch"]
+        arc = simulated_arc.read(host.state).arc
+        mem = policy.HostMemory.build(
+            host.kstat("unix:0:system_pages:physmem") * 4096, arc.c_min, ledger["baseline"]
+        )
+        charges = {n: c["bytes"] for n, c in ledger["charges"].items()}
+        assert arc.c_max == policy.arc_max_for(mem, charges)
+    finally:
+        host.run("svcadm", "disable", "-t", *(f"{VM}:{n}" for n in NAMES))
+        # A refused start stays in maintenance, disabled, until it is cleared.
+        refused = [n for n, s in states(host).items() if s.startswith("maintenance")]
+        if refused:
+            host.run("svcadm", "clear", *(f"{VM}:{n}" for n in refused))
+        for name in NAMES:
+            host.wait_state(name, "disabled", timeout=120)
+        if controller == "stopped":
+            host.run("svcadm", "enable", "-s", CONTROLLER)
+    # Everything given back: no charge, the ARC maximum at its baseline again.
+    ledger = json.loads((host.run_dir / "memory.json").read_text())
+    assert ledger["charges"] == {}

@@ -3,10 +3,24 @@
 Each script has the devhost's state directory written into it, so devhosts with
 different --state directories run side by side, each with its own tools first on
 PATH (`eval "$(devhost env --state DIR)"`).
+
+An opt-in timing log, for benchmarks that want to know how much of their time went
+to the emulation (on illumos these are C programs that take a millisecond or two):
+with DEVHOST_TOOL_LOG=FILE in a tool's environment, or, for tools the restarter's
+methods run (their environment is svc.startd's, which passes nothing else on), the
+path FILE written in `<state>/tool-log.path`, every tool run appends to FILE one
+JSON line, in a single O_APPEND write:
+
+    {"tool": "svcprop", "argv": [argv[0], argv[1]], "start": T0, "end": T1, "pid": PID}
+
+start and end are wall-clock seconds (time.time()) from the script's first line to
+the end of its main(); the interpreter's own start before that line and its exit
+after are not in it. Off (neither set), a tool pays one failed open.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -23,11 +37,16 @@ TOOLS = {
     "hostid": "devhost.kernel.hostid",
 }
 
+LOG_ENV = "DEVHOST_TOOL_LOG"
+LOG_PATH_FILE = "tool-log.path"
+
 _SCRIPT = """#!{python}
+import time
+start = time.time()
 import sys
 from pathlib import Path
-from {module} import main
-sys.exit(main(sys.argv[1:], Path({state!r})))
+from devhost.tools import run
+sys.exit(run({name!r}, {module!r}, Path({state!r}), start))
 """
 
 
@@ -42,10 +61,53 @@ def install(state_dir: Path) -> Path:
     for name, module in TOOLS.items():
         path = out / name
         text = _SCRIPT.format(
-            python=sys.executable, module=module, state=str(Path(state_dir).absolute())
+            python=sys.executable, name=name, module=module, state=str(Path(state_dir).absolute())
         )
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         os.chmod(tmp, 0o755)
         os.replace(tmp, path)
     return out
+
+
+def run(name: str, module: str, state_dir: Path, start: float) -> int:
+    """What the tool script for name does: module's main on the arguments, timed into
+    the log when there is one to write."""
+    main = importlib.import_module(module).main
+    log = log_path(state_dir)
+    if log is None:
+        status: int = main(sys.argv[1:], state_dir)
+        return status
+    try:
+        status = main(sys.argv[1:], state_dir)
+        return status
+    finally:
+        _append(log, name, start)
+
+
+def log_path(state_dir: Path) -> str | None:
+    """Where this tool run is to log its time: $DEVHOST_TOOL_LOG, else the path in
+    `<state>/tool-log.path`; None when neither says (logging off)."""
+    path = os.environ.get(LOG_ENV)
+    if path:
+        return path
+    try:
+        with open(Path(state_dir) / LOG_PATH_FILE) as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _append(log: str, name: str, start: float) -> None:
+    import json
+    import time
+
+    end = time.time()
+    line = json.dumps(
+        {"tool": name, "argv": sys.argv[:2], "start": start, "end": end, "pid": os.getpid()}
+    )
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)

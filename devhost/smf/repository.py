@@ -25,7 +25,7 @@ import copy
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -88,6 +88,21 @@ class Repository:
             doc = self.read()
             yield doc
             self._write(doc)
+        finally:
+            os.close(fd)
+
+    def update(self, change: Callable[[Doc], bool]) -> bool:
+        """edit(), but written back only when change(doc) says it changed
+        something: one read, under the lock, and no write for nothing."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            doc = self.read()
+            changed = change(doc)
+            if changed:
+                self._write(doc)
+            return changed
         finally:
             os.close(fd)
 

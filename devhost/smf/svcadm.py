@@ -10,6 +10,7 @@ cannot without an administrator.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import sys
 import time
@@ -87,30 +88,27 @@ class Svcadm:
 
         A full instance FMRI is taken as is; a full service FMRI stands for all
         its instances; anything else is a glob (when it has *, ? or [) or an
-        abbreviation matching on element boundaries. More than one instance in
-        all from abbreviations or services, with no glob among the operands, is
-        an error and nothing is done."""
+        abbreviation matching on element boundaries. An operand that matches
+        nothing, or an abbreviation or service that matches more than one
+        instance, is reported (exit 1) and skipped; the other operands still
+        count (lowlevel.c scf_walk_fmri checks each pattern on its own)."""
         doc = self.repo.read()
         known = _instances(doc)
         if not operands:
             return self._by_state(doc, known)
         out: list[Fmri] = []
-        partial = wildcard = False
         for operand in operands:
             matches, kind = _match(doc, known, operand)
-            if kind in ("partial", "service"):
-                partial = True
-            elif kind == "glob":
-                wildcard = True
             if not matches:
                 arg = operand
                 if kind == "glob" and not (operand.startswith("*") or operand[3:4] == ":"):
                     arg = "svc:/" + operand
                 self.fatal(f"Pattern '{arg}' doesn't match any instances")
+                continue
+            if kind in ("partial", "service") and len(matches) > 1:
+                self.fatal("Partial FMRI matches multiple instances")
+                continue
             out.extend(m for m in matches if m not in out)
-        if partial and not wildcard and len(out) > 1:
-            self.fatal("Partial FMRI matches multiple instances")
-            return []
         return self._by_state(doc, out)
 
     def _by_state(self, doc: Doc, fmris: list[Fmri]) -> list[Fmri]:
@@ -125,35 +123,47 @@ class Svcadm:
         from which service (when we run inside one's contract)."""
         tty = "true" if os.isatty(0) else "false"
         _set(pgs, "restarter_actions", "auxiliary_tty", "boolean", [tty])
-        caller = _caller_service(self.state_dir)
-        if caller is not None:
-            _set(pgs, "restarter_actions", "auxiliary_fmri", "astring", [caller])
+        if self.caller is not None:
+            _set(pgs, "restarter_actions", "auxiliary_fmri", "astring", [self.caller])
+
+    @functools.cached_property
+    def caller(self) -> str | None:
+        """The service whose contract we run in, looked up once for all the instances."""
+        return _caller_service(self.state_dir)
 
     def set_enabled(
-        self, fmri: Fmri, enable: bool, temporary: bool, comment: str | None = None
+        self, fmris: list[Fmri], enable: bool, temporary: bool, comment: str | None = None
     ) -> None:
+        """set_inst_enabled for each instance, all in one repository edit; then
+        each one's line (-v) or error, in order."""
+        missing: set[Fmri] = set()
         with self.repo.edit() as doc:
-            node = repository.entity(doc, fmri)
-            if node is None:
-                self.fatal(f'No such instance "{fmri}".')
-                return
-            pgs = node["pgs"]
-            self._restarter_setup(pgs)
-            if repository.get_values(pgs, "general", "enabled") is None:
-                # An instance without general/enabled is incomplete: disabled.
-                _set(pgs, "general", "enabled", "boolean", ["false"], persistent=True)
-            value = ["true" if enable else "false"]
-            if temporary:
-                _set(pgs, "general_ovr", "enabled", "boolean", value)
-            else:
-                _set(pgs, "general", "enabled", "boolean", value, persistent=True)
-                _delete(pgs, "general_ovr", "enabled")
-            if enable:
-                _delete(pgs, "general_ovr", "comment")
-            elif comment is not None:
-                _set(pgs, "general_ovr", "comment", "astring", [comment])
+            for fmri in fmris:
+                node = repository.entity(doc, fmri)
+                if node is None:
+                    missing.add(fmri)
+                    continue
+                pgs = node["pgs"]
+                self._restarter_setup(pgs)
+                if repository.get_values(pgs, "general", "enabled") is None:
+                    # An instance without general/enabled is incomplete: disabled.
+                    _set(pgs, "general", "enabled", "boolean", ["false"], persistent=True)
+                value = ["true" if enable else "false"]
+                if temporary:
+                    _set(pgs, "general_ovr", "enabled", "boolean", value)
+                else:
+                    _set(pgs, "general", "enabled", "boolean", value, persistent=True)
+                    _delete(pgs, "general_ovr", "enabled")
+                if enable:
+                    _delete(pgs, "general_ovr", "comment")
+                elif comment is not None:
+                    _set(pgs, "general_ovr", "comment", "astring", [comment])
         word = "enabled" if enable else "disabled"
-        self.say(f"{fmri} temporarily {word}." if temporary else f"{fmri} {word}.")
+        for fmri in fmris:
+            if fmri in missing:
+                self.fatal(f'No such instance "{fmri}".')
+            else:
+                self.say(f"{fmri} temporarily {word}." if temporary else f"{fmri} {word}.")
 
     def set_action(self, fmri: Fmri, action: str) -> None:
         with self.repo.edit() as doc:
@@ -188,7 +198,7 @@ class Svcadm:
                     if err is not None and err != "multiple":
                         self.fatal(err)
                     return err
-                self.set_enabled(inst, True, temporary)
+                self.set_enabled([inst], True, temporary)
                 view = repository.running_view(self.repo.read(), inst)
                 restarter = repository.get_values(view, "general", "restarter")
                 if restarter and restarter[0] and visit(restarter[0]) == "loop":
@@ -616,21 +626,28 @@ def _enable(adm: Svcadm, args: list[str]) -> int:
     opts, args = _options(args, "rst")
     flags = {o for o, _ in opts}
     fmris = adm.walk(_operands(adm, args))
-    for fmri in fmris:
-        if "r" in flags:
+    # svcadm.c gives scf_walk_fmri its own error for enable: an operand that
+    # matches nothing is reported, the others are enabled and -s still waits for
+    # them, and the exit status is then 1 whatever the wait said.
+    walk_error, adm.exit_status = adm.exit_status, EXIT_OK
+    if "r" in flags:
+        for fmri in fmris:
             adm.enable_recursive(fmri, "t" in flags)
-        else:
-            adm.set_enabled(fmri, True, "t" in flags)
-    return _nudge_and_wait(adm, fmris, adm.wait_enabled if "s" in flags else None)
+    elif fmris:
+        adm.set_enabled(fmris, True, "t" in flags)
+    status = _nudge_and_wait(adm, fmris, adm.wait_enabled if "s" in flags else None)
+    return walk_error or status
 
 
 def _disable(adm: Svcadm, args: list[str]) -> int:
     opts, args = _options(args, "c:st")
     flags = {o for o, _ in opts}
     comment = next((a for o, a in opts if o == "c"), None)
+    # For disable the walk's error is the exit status: one that matches nothing
+    # stops -s from waiting for the others (svcadm.c).
     fmris = adm.walk(_operands(adm, args))
-    for fmri in fmris:
-        adm.set_enabled(fmri, False, "t" in flags, comment)
+    if fmris:
+        adm.set_enabled(fmris, False, "t" in flags, comment)
     return _nudge_and_wait(adm, fmris, adm.wait_disabled if "s" in flags else None)
 
 

@@ -3,7 +3,11 @@ subcommand writes, -s and its exit codes, and illumos's messages."""
 
 from __future__ import annotations
 
+import ctypes
 import io
+import os
+import struct
+from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -203,6 +207,94 @@ def test_no_such_instance_is_reported_for_a_full_fmri(offline_host: SmfHost) -> 
     assert (code, err) == (1, "svcadm: Pattern 'svc:/system/vm:nope' doesn't match any instances\n")
 
 
+class RepositoryWrites:
+    """Counts the repository's writes, each an atomic rename onto
+    repository.json, with inotify (IN_MOVED_TO on the smf directory)."""
+
+    IN_MOVED_TO, IN_NONBLOCK = 0x80, 0o4000
+
+    def __init__(self, host: SmfHost) -> None:
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(self.IN_NONBLOCK)
+        assert self.fd >= 0, os.strerror(ctypes.get_errno())
+        wd = self.libc.inotify_add_watch(self.fd, str(host.repo.dir).encode(), self.IN_MOVED_TO)
+        assert wd >= 0, os.strerror(ctypes.get_errno())
+
+    def count(self) -> int:
+        """The writes since the last count."""
+        n = 0
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return n
+            at = 0
+            while at < len(data):
+                _wd, _mask, _cookie, size = struct.unpack_from("iIII", data, at)
+                name = data[at + 16 : at + 16 + size].rstrip(b"\0")
+                n += name == b"repository.json"
+                at += 16 + size
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@pytest.fixture
+def writes(offline_host: SmfHost) -> Iterator[RepositoryWrites]:
+    w = RepositoryWrites(offline_host)
+    yield w
+    w.close()
+
+
+VMS = ("svc:/system/vm:web01", "svc:/system/vm:db01", "svc:/site/single:default")
+
+
+def test_enable_of_many_instances_writes_the_repository_once(
+    offline_host: SmfHost, writes: RepositoryWrites
+) -> None:
+    assert adm(offline_host, "enable", "-t", *VMS) == (0, "", "")
+    assert writes.count() == 1
+    doc = offline_host.repo.read()
+    assert all(repository.enabled(doc, parse(f)) for f in VMS)
+    assert adm(offline_host, "disable", "-c", "OPS-1", *VMS) == (0, "", "")
+    assert writes.count() == 1
+    doc = offline_host.repo.read()
+    assert not any(repository.enabled(doc, parse(f)) for f in VMS)
+    for f in VMS:
+        assert offline_host.props(f, "general_ovr")["comment"] == ["OPS-1"]
+
+
+def test_enable_and_disable_of_many_say_one_line_for_each_in_order(
+    offline_host: SmfHost,
+) -> None:
+    assert adm(offline_host, "-v", "enable", "-t", *VMS) == (
+        0, "".join(f"{f} temporarily enabled.\n" for f in VMS), ""
+    )  # fmt: skip
+    assert adm(offline_host, "-v", "disable", *reversed(VMS)) == (
+        0, "".join(f"{f} disabled.\n" for f in reversed(VMS)), ""
+    )  # fmt: skip
+
+
+def test_an_operand_that_matches_nothing_among_several_fails_but_the_others_are_done(
+    offline_host: SmfHost, writes: RepositoryWrites
+) -> None:
+    # scf_walk_fmri reports the operand and still calls back for the others.
+    web, db = "svc:/system/vm:web01", "svc:/system/vm:db01"
+    code, out, err = adm(offline_host, "-v", "enable", web, "svc:/system/vm:nope", db)
+    assert code == 1
+    assert err == "svcadm: Pattern 'svc:/system/vm:nope' doesn't match any instances\n"
+    assert out == f"{web} enabled.\n{db} enabled.\n"
+    assert writes.count() == 1
+    doc = offline_host.repo.read()
+    assert repository.enabled(doc, parse(web)) and repository.enabled(doc, parse(db))
+    code, out, err = adm(offline_host, "-v", "disable", "-t", "nothing*", web, db)
+    assert code == 1
+    assert err == "svcadm: Pattern 'svc:/nothing*' doesn't match any instances\n"
+    assert out == f"{web} temporarily disabled.\n{db} temporarily disabled.\n"
+    doc = offline_host.repo.read()
+    assert not repository.enabled(doc, parse(web)) and not repository.enabled(doc, parse(db))
+
+
 def test_svcadm_without_a_restarter_cannot_wait(offline_host: SmfHost) -> None:
     with offline_host.repo.edit() as doc:
         node = repository.entity(doc, parse("svc:/system/vm:web01"))
@@ -224,6 +316,20 @@ def test_enable_s_waits_until_online(smf_host: SmfHost) -> None:
     smf_host.svcadm("enable", "-s", A)
     assert go.exists()
     assert smf_host.state_of(A) == "online"
+
+
+def test_enable_s_waits_for_the_others_when_an_operand_matches_nothing(
+    smf_host: SmfHost,
+) -> None:
+    # svcadm.c: the walk's error does not stop -s; the exit status is 1 after it.
+    b = "svc:/test/b:default"
+    for f in (A, b):
+        smf_host.add(f, start="sleep 0.5", duration="transient", enabled=False)
+        smf_host.wait_state(f, "disabled")
+    proc = smf_host.svcadm("enable", "-st", A, "svc:/test/nope:default", b, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == "svcadm: Pattern 'svc:/test/nope:default' doesn't match any instances\n"
+    assert smf_host.state_of(A) == "online" and smf_host.state_of(b) == "online"
 
 
 def test_enable_s_exits_3_when_the_instance_lands_in_maintenance(smf_host: SmfHost) -> None:

@@ -6,7 +6,10 @@ instance log.
 from __future__ import annotations
 
 import collections
+import contextlib
+import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,34 +102,97 @@ class Instance:
 Prop = tuple[str, list[str]]  # (type, values)
 
 
-def write_restarter(
-    repo: Repository, fmri: Fmri, props: dict[str, Prop], delete: tuple[str, ...] = ()
+Change = Callable[[repository.Doc], bool]  # an edit of the document; whether it changed it
+
+
+class _Pass(threading.local):
+    """The repository writes one thread holds back (see `batched`)."""
+
+    repo: Repository | None = None
+    writes: dict[Fmri, tuple[dict[str, Prop], set[str]]]
+    edits: list[Change]
+
+    def __init__(self) -> None:
+        self.writes, self.edits = {}, []
+
+
+_held = _Pass()
+
+
+@contextlib.contextmanager
+def batched(repo: Repository, edit: Change | None = None) -> Iterator[None]:
+    """Within the block, this thread's write_restarter calls on repo are held
+    back and made at its end in one repository edit (with edit, when given), as
+    svc.startd commits the states of a pass over many instances without
+    rewriting the repository for each. Other threads (method threads) write as
+    before. Nested: the outer block writes."""
+    if _held.repo is not None:
+        if edit is not None:
+            _held.edits.append(edit)
+        yield
+        return
+    _held.repo, _held.writes, _held.edits = repo, {}, [] if edit is None else [edit]
+    try:
+        yield
+    finally:
+        writes, edits = _held.writes, _held.edits
+        _held.repo, _held.writes, _held.edits = None, {}, []
+        if writes or edits:
+            repo.update(lambda doc: _apply_all(doc, writes, edits))
+
+
+def _apply_all(
+    doc: repository.Doc,
+    writes: dict[Fmri, tuple[dict[str, Prop], set[str]]],
+    edits: list[Change],
 ) -> bool:
-    """Set (and delete) properties of the instance's restarter group; False when
-    the instance is gone. Writes nothing when nothing would change."""
-    node = repository.entity(repo.read(), fmri)
-    if node is None:
+    changed = False
+    for change in edits:
+        changed = change(doc) or changed
+    for fmri, (props, delete) in writes.items():
+        changed = _apply(doc, fmri, props, delete) or changed
+    return changed
+
+
+def _apply(doc: repository.Doc, fmri: Fmri, props: dict[str, Prop], delete: Iterable[str]) -> bool:
+    """Set and delete properties of fmri's restarter group in doc; whether anything changed."""
+    inst = repository.entity(doc, fmri)
+    if inst is None:
         return False
-    current = node["pgs"].get("restarter", {"props": {}})["props"]
-    if all(
-        current.get(n, {}).get("values") == v and current[n]["type"] == t
-        for n, (t, v) in props.items()
-    ) and not any(n in current for n in delete):
-        return True
-    with repo.edit() as doc:
-        inst = repository.entity(doc, fmri)
-        if inst is None:
-            return False
-        for name, (ptype, vals) in props.items():
+    current = inst["pgs"].get("restarter", {"props": {}})["props"]
+    changed = False
+    for name, (ptype, vals) in props.items():
+        have = current.get(name)
+        if have is None or have["type"] != ptype or have["values"] != vals:
             repository.set_prop(
                 inst["pgs"], "restarter", name, ptype, vals,
                 pg_type="framework", nonpersistent=True,
             )  # fmt: skip
-        group = inst["pgs"].get("restarter")
-        if group is not None:
-            for name in delete:
-                group["props"].pop(name, None)
-    return True
+            current = inst["pgs"]["restarter"]["props"]
+            changed = True
+    for name in delete:
+        if name in current:
+            del current[name]
+            changed = True
+    return changed
+
+
+def write_restarter(
+    repo: Repository, fmri: Fmri, props: dict[str, Prop], delete: tuple[str, ...] = ()
+) -> None:
+    """Set (and delete) properties of the instance's restarter group; nothing
+    when the instance is gone. Writes nothing when nothing would change, and
+    within `batched` only at the end of the block."""
+    if _held.repo is repo:
+        sets, dels = _held.writes.setdefault(fmri, ({}, set()))
+        for name in delete:
+            sets.pop(name, None)
+            dels.add(name)
+        for name, prop in props.items():
+            dels.discard(name)
+            sets[name] = prop
+        return
+    repo.update(lambda doc: _apply(doc, fmri, props, delete))
 
 
 def commit_states(

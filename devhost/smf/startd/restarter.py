@@ -11,11 +11,13 @@ as in method.c), so a slow method holds up only its instance.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,7 @@ class Restarter:
         self._threads: set[threading.Thread] = set()
         self._paths: dict[str, bool] = {}
         self._views: dict[Fmri, Pgs] = {}
+        self._held_starts: list[threading.Thread] | None = None  # spawned in a pass
         self.host = Host(
             state_dir=self.state_dir,
             repo=self.repo,
@@ -217,6 +220,9 @@ class Restarter:
 
     def _spawn(self, inst: Instance, target: Any, *args: Any) -> None:
         inst.busy = True
+        if self._held_starts is not None:
+            # In a pass: the log file's name goes into the pass's one edit.
+            write_restarter(self.repo, inst.fmri, {"logfile": ("astring", [str(inst.log)])})
 
         def body() -> None:
             try:
@@ -235,7 +241,29 @@ class Restarter:
         t = threading.Thread(target=body, name=f"method {inst.fmri}", daemon=True)
         with self.lock:
             self._threads.add(t)
+            if self._held_starts is not None:
+                self._held_starts.append(t)
+                return
         t.start()
+
+    @contextlib.contextmanager
+    def _pass(self) -> Iterator[None]:
+        """One pass over many instances, under the lock: the states it commits
+        are written in one repository edit at its end, and only then do the
+        method threads it spawned start, all at once (svc.startd runs each
+        instance's methods in a thread of its own, so independent instances
+        start together; a re-read and rewrite of the whole repository for
+        each instance would stagger them)."""
+        with self.lock:
+            held: list[threading.Thread] = []
+            self._held_starts = held
+            try:
+                with instance.batched(self.repo):
+                    yield
+            finally:
+                self._held_starts = None
+                for t in held:
+                    t.start()
 
     def method_thread(
         self, inst: Instance, mtype: str, err: int, reason: str | None, resume: Any = None
@@ -250,15 +278,15 @@ class Restarter:
                 r = runner.run()
             code = runner.exit_code
             if r is Outcome.OK and code in (0, SMF_EXIT_NODAEMON):
-                with self.lock:
+                # The start snapshot and the new states go in one edit.
+                snap = self._snapshot_change(inst.fmri, "start", from_running=True)
+                with self.lock, instance.batched(self.repo, snap if mtype == "start" else None):
                     if mtype == "stop" and inst.primary_ctid:
                         if inst.next_state == "offline":
                             # Kept for the next start, which replaces it.
                             inst.primary_stopped = True
                         else:
                             remove_contract(self.host, inst, primary=True)
-                    if mtype == "start":
-                        self._snapshot(inst.fmri, "start", from_running=True)
                     running_before = inst.running
                     self.set_states(inst, inst.next_state, "none", err, reason)
                     inst.fault_count = 0
@@ -276,22 +304,29 @@ class Restarter:
                 aux = "fault_threshold_reached"
             else:
                 aux = "method_failed"
-            with self.lock:
+            with self.lock, instance.batched(self.repo):
                 self.set_states(inst, "maintenance", "none", FAULT, aux)
                 if mtype == "start" and inst.primary_ctid:
                     remove_contract(self.host, inst, primary=True)
             return
 
     def _snapshot(self, fmri: Fmri, name: str, from_running: bool = False) -> None:
-        with self.repo.edit() as doc:
+        self.repo.update(self._snapshot_change(fmri, name, from_running))
+
+    @staticmethod
+    def _snapshot_change(fmri: Fmri, name: str, from_running: bool) -> instance.Change:
+        def change(doc: Doc) -> bool:
             inst = repository.entity(doc, fmri)
             if inst is None:
-                return
+                return False
             running = inst["snapshots"].get("running")
             if from_running and running is not None:
                 inst["snapshots"][name] = running
             else:
                 repository.take_snapshot(doc, fmri, name)
+            return True
+
+        return change
 
     # --- what the restarter does to an instance (restarter.c) ---------------------------------
 
@@ -567,7 +602,7 @@ class Restarter:
     # --- one pass ------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        with self.lock:
+        with self._pass():
             self.read_doc()
             self._sync()
             for inst in list(self.instances.values()):
@@ -696,7 +731,7 @@ class Restarter:
 
     def shutdown_step(self) -> bool:
         """One round of stopping for shutdown, leaves first; True when all are down."""
-        with self.lock:
+        with self._pass():
             self.read_doc()
             self._sync()
             up = [i for i in self.instances.values() if i.running or i.busy]

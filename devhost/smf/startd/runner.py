@@ -199,7 +199,9 @@ class Runner:
         if repository.entity(doc, inst.fmri) is None:
             return Outcome.EFAULT
         view = startd_view(doc, inst.fmri)
-        write_restarter(host.repo, inst.fmri, {"logfile": ("astring", [str(inst.log)])})
+        if config.single(view, "restarter", "logfile") != str(inst.log):
+            # Usually the pass that spawned the method has named it already.
+            write_restarter(host.repo, inst.fmri, {"logfile": ("astring", [str(inst.log)])})
         try:
             m = config.method_props(view, mtype)
         except config.NoMethodGroup:

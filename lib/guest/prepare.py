@@ -151,7 +151,9 @@ TLS_FILES = ("ca-cert.pem", "server-cert.pem", "server-key.pem")
 def ensure_tls_dir(settings: HostSettings, guest: str) -> None:
     """Make vmbundle's own x509 directory once; a configured one must be complete."""
     directory = tls_dir(settings)
-    # Guests starting at once make it once.
+    if all((directory / f).is_file() for f in TLS_FILES):
+        return  # every start but the first: no lock taken
+    # Guests starting at once make it once; they all wait for it anyway.
     with exclusive(settings.run_dir / "vnc-x509.lock", 120):
         missing = [f for f in TLS_FILES if not (directory / f).is_file()]
         if not missing:

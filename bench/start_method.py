@@ -1,10 +1,16 @@
 """How long the SMF start method takes to get a guest running, next to bare QEMU
-started with the same command line: the method should cost at most twice QEMU's
-own time from exec to QMP reporting the guest running.
+started with the same command line, on both of the method's paths: with the
+vmbundle controller online the method asks it for a prepared start (POST
+/guests/NAME/start) and only execs QEMU and waits for QMP (method/quick.py),
+and should cost at most 1.5 times QEMU's own time from exec to QMP reporting
+the guest running; without the controller it does everything itself
+(method/start.py), at most twice QEMU's time. End to end, `svcadm enable -s`
+should take no longer than libvirt's `virsh start` of the same guest.
 
 Brings up a throw-away devhost (state under /var/tmp, as the tests do), installs
-the manifests and imports one guest without an OS (64M RAM, 1 vCPU, one 64M
-qcow2 disk). Then, after a warm-up of each, alternates:
+the manifests (which enables the controller) and imports one guest without an
+OS (64M RAM, 1 vCPU, one 64M qcow2 disk). Then two phases, each after a warm-up
+of each of its starts, alternating them:
 
 - `vmbundle-method start`, run directly with the environment svc.startd gives
   (SMF_FMRI, SMF_METHOD, PATH=<state>/bin:/usr/sbin:/usr/bin, VMBUNDLE_CONFIG),
@@ -13,8 +19,18 @@ qcow2 disk). Then, after a warm-up of each, alternates:
 - bare QEMU with the exact argv the method builds (vmbundle.guest.prepare.command_line),
   timed from exec until a raw QMP client, polling the control socket every 1 ms,
   gets `query-status` = running; then quit;
-- `svcadm enable -s` through the devhost's restarter, the end-to-end figure,
-  followed by an untimed `svcadm disable -s` (the guest's stop_timeout is 1 s).
+- phase 1 only: `svcadm enable -s` through the devhost's restarter, the
+  end-to-end figure, followed by an untimed `svcadm disable -s` (the guest's
+  stop_timeout is 1 s); and where libvirt is installed, `virsh start` of a
+  libvirt domain of the same guest (what `vmbundle export --format libvirt`
+  gives, as type 'qemu', on a copy of the disk), then an untimed `virsh
+  destroy`. libvirtd is started as the interchange tests start it
+  (tests/support/libvirt.py) if none answers, and stopped after if it was.
+
+Phase 1 runs with the controller online (checked to answer; after it, the
+controller's log must show a start.handed_off for every timed method start),
+phase 2 after `svcadm disable -s` of the controller: the method's own path, which
+the breakdown at the end takes apart.
 
 It reports; it asserts nothing. The accelerator is what the host configuration
 chooses ("auto") unless --accel forces one, in a copy of the devhost's
@@ -41,23 +57,28 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+from xml.etree import ElementTree as ET
 
 from vmbundle import settings
-from vmbundle.adapters import smf
+from vmbundle.adapters import controller_api, smf
 from vmbundle.errors import VmbundleError
 from vmbundle.guest import boot_record, prepare
 from vmbundle.guest.display import port_free
 from vmbundle.guest.process import pid_alive, running_pid
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.qemu import qmp
+from vmbundle.service.controller import ControllerPaths
 from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle
 from vmbundle.vm.bundle import Bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.devhost import tear_down
+from support.libvirt import URI, defined, domain_name, libvirt_daemon, virsh
 
-TARGET_RATIO = 2.0
+TARGET_RATIO = 2.0  # the method's own path, to bare QEMU
+QUICK_TARGET_RATIO = 1.5  # the method via the controller, to bare QEMU
+VIRSH_TARGET_RATIO = 1.0  # svcadm enable -s, to virsh start
 NAME = "bench"
 FMRI = f"{smf.VM_SERVICE}:{NAME}"
 BIN = Path(sys.executable).parent
@@ -107,6 +128,15 @@ class Bench:
         # init), per timed start: splits the method's time around QEMU's exec.
         self.to_pidfile: dict[str, list[float]] = {"method": [], "bare": []}
         self.exec_ns = 0
+        self.method_pids: list[int] = []  # of the timed start methods, for the handoff count
+        self.api = ControllerPaths.under(self.host.run_dir).api_socket
+        self.controller_log = (
+            state
+            / "var"
+            / "svc"
+            / "log"
+            / f"{smf.CONTROLLER[len('svc:/') :].replace('/', '-')}.log"
+        )
 
     # -- environment and tools -------------------------------------------------
 
@@ -169,18 +199,54 @@ class Bench:
 
     # -- the start method --------------------------------------------------------
 
-    def method(self, which: str) -> tuple[float, int]:
+    def method(self, which: str, pids: list[int] | None = None) -> tuple[float, int]:
         """Run `vmbundle-method which` as svc.startd would: (ms from exec to exit, status)."""
         self.exec_ns = time.time_ns()
         # QEMU inherits the output, as it inherits the instance's log under SMF.
-        return run_timed([METHOD, which], self.method_env(which), self.log)
+        return run_timed([METHOD, which], self.method_env(which), self.log, pids=pids)
 
     def method_start(self) -> float:
-        ms, status = self.method("start")
+        ms, status = self.method("start", self.method_pids)
         if status != 0:
             raise RuntimeError(f"start method exited {status}:\n{self.log_tail()}")
         self.to_pidfile["method"].append(self.since_exec_to_pidfile())
         return ms
+
+    # -- the controller ----------------------------------------------------------
+
+    def controller_trouble(self) -> str | None:
+        """None if the controller answers GET / on its socket; what is wrong if not."""
+        if not self.api.is_socket():
+            return f"{self.api} is not there"
+        try:
+            controller_api.get_json(self.api, "/", timeout=10)
+        except VmbundleError as exc:
+            return str(exc)
+        return None
+
+    def handed_off(self) -> list[int]:
+        """The method pids of this guest's start.handed_off lines in the controller's
+        log, one a line."""
+        try:
+            lines = self.controller_log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        pids = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if (
+                isinstance(entry, dict)
+                and entry.get("event") == "start.handed_off"
+                and entry.get("vm") == NAME
+            ):
+                pids.append(entry.get("pid"))
+        return pids
+
+    def disable_controller(self) -> None:
+        self.tool(self.svc("svcadm"), "disable", "-s", smf.CONTROLLER, timeout=120)
 
     def since_exec_to_pidfile(self) -> float:
         """ms from the last exec to QEMU's writing its pid file (file times are coarse:
@@ -312,6 +378,91 @@ class Bench:
             gone_within(pid, 15)
 
 
+# -- libvirt -------------------------------------------------------------------
+
+
+class LibvirtTwin:
+    """The bench guest as a libvirt domain, on its own copy of the disk."""
+
+    def __init__(self, name: str, log: IO[bytes]) -> None:
+        self.name = name
+        self.log = log
+
+    def start_cycle(self) -> float:
+        """ms of `virsh start` (exec to exit); then an untimed `virsh destroy`."""
+        ms, status = run_timed(["virsh", "-c", URI, "start", self.name], dict(os.environ), self.log)
+        if status != 0:
+            raise RuntimeError(f"virsh start {self.name} exited {status}")
+        virsh("destroy", self.name)
+        return ms
+
+
+def twin_xml(bench: Bench, name: str, disk: Path) -> tuple[str, str]:
+    """The guest as `vmbundle export --format libvirt` has it, made type 'qemu' (TCG:
+    libvirt-qemu may not open /dev/kvm here), renamed, without its uuid, on disk;
+    and a line describing it."""
+    dom = ET.fromstring(bench.tool(VMBUNDLE, "export", NAME, "--format", "libvirt"))
+    dom.set("type", "qemu")
+    name_el = dom.find("name")
+    assert name_el is not None
+    name_el.text = name
+    uuid = dom.find("uuid")
+    if uuid is not None:
+        dom.remove(uuid)
+    sources = dom.findall("./devices/disk[@device='disk']/source")
+    if len(sources) != 1:
+        raise RuntimeError(f"the exported domain has {len(sources)} disks, not 1")
+    sources[0].set("file", str(disk))
+    os_type = dom.find("./os/type")
+    cpu = dom.find("./cpu/model")
+    devices_el = dom.find("devices")
+    devices = sorted({el.tag for el in devices_el} if devices_el is not None else set())
+    shape = (
+        f"type qemu, machine {os_type.get('machine') if os_type is not None else '?'}, "
+        f"cpu {cpu.text if cpu is not None else 'host'}, "
+        f"memory {dom.findtext('memory')} KiB, vcpu {dom.findtext('vcpu')}, "
+        f"devices {' '.join(devices)}, VNC {'on' if dom.find('./devices/graphics') is not None else 'off'}"
+    )
+    return ET.tostring(dom, encoding="unicode") + "\n", shape
+
+
+@contextlib.contextmanager
+def libvirt_twin(bench: Bench) -> Iterator[LibvirtTwin | None]:
+    """The guest defined in a libvirtd that answers (started, as the interchange
+    tests start it, if none does, and then stopped after); None, with a line saying
+    why, where libvirt is not installed or will not take the domain. The domain is
+    destroyed and undefined and its disk deleted after, whatever happens."""
+    missing = [tool for tool in ("virsh", "libvirtd", "virtlogd") if shutil.which(tool) is None]
+    if missing:
+        print(f"  libvirt: {', '.join(missing)} not installed; no comparison with virsh start")
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        why = None
+        try:
+            stack.enter_context(libvirt_daemon())
+            images = Path(tempfile.mkdtemp(prefix="vmb-sm-virt-", dir="/var/tmp"))
+            stack.callback(shutil.rmtree, images, ignore_errors=True)
+            images.chmod(0o755)  # libvirt's QEMU runs as libvirt-qemu
+            disk = images / "disk0.qcow2"
+            shutil.copyfile(bench.bundle_path / "disk0.qcow2", disk)
+            disk.chmod(0o644)
+            name = domain_name("vmb-bench")
+            xml, shape = twin_xml(bench, name, disk)
+            (images / "domain.xml").write_text(xml)
+            (images / "domain.xml").chmod(0o644)
+            stack.enter_context(defined(images / "domain.xml", name))
+        except (RuntimeError, AssertionError, OSError, subprocess.SubprocessError) as exc:
+            why = " ".join(str(exc).split())[:300]
+        if why is not None:
+            stack.close()  # whatever was set up, libvirtd too if this started it
+            print(f"  libvirt: not available ({why}); no comparison with virsh start")
+            yield None
+            return
+        print(f"  libvirt domain {name} at {URI}: {shape}; disk a copy of the guest's qcow2")
+        yield LibvirtTwin(name, bench.log)
+
+
 # -- helpers -------------------------------------------------------------------
 
 
@@ -397,15 +548,21 @@ def zombie(pid: int) -> bool:
 
 
 def run_timed(
-    argv: list[str], env: dict[str, str], out: IO[bytes] | int, limit: float = 180.0
+    argv: list[str],
+    env: dict[str, str],
+    out: IO[bytes] | int,
+    limit: float = 180.0,
+    pids: list[int] | None = None,
 ) -> tuple[float, int]:
-    """(ms from exec to exit, status). The wait blocks in waitpid: Popen.wait with a
-    timeout polls with sleeps growing to 50 ms, which would round the exit up by
-    as much; a timer kills a run that hangs instead."""
+    """(ms from exec to exit, status); the process's pid appended to pids. The wait
+    blocks in waitpid: Popen.wait with a timeout polls with sleeps growing to 50 ms,
+    which would round the exit up by as much; a timer kills a run that hangs instead."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, close_fds=True
     )
+    if pids is not None:
+        pids.append(proc.pid)
     watchdog = threading.Timer(limit, proc.kill)
     watchdog.start()
     try:
@@ -424,7 +581,7 @@ def timed_ms(argv: list[str], env: dict[str, str]) -> float:
 
 def summary(label: str, times: list[float]) -> str:
     return (
-        f"  {label:<22} median {statistics.median(times):6.1f} ms "
+        f"  {label:<32} median {statistics.median(times):6.1f} ms "
         f"(min {min(times):.1f}, max {max(times):.1f})"
     )
 
@@ -494,59 +651,73 @@ def measure(bench: Bench, runs: int) -> int:
         f"accelerator {accel_note(bench.host)}"
     )
 
-    # Warm-up, which also checks that bare QEMU gets the method's very argv.
-    bench.method_start()
-    method_argv, display = bench.method_qemu_argv()
-    bench.quit_guest()
-    if bench.bare_argv(display) != method_argv:
-        print("  WARNING: the bare argv differs from the start method's QEMU command line")
-        print(f"    method: {method_argv}\n    bare:   {bench.bare_argv(display)}")
-    bench.bare_start()
-    bench.svcadm_cycle()
-
-    bench.to_pidfile = {"method": [], "bare": []}
-    times: dict[str, list[float]] = {"method": [], "bare": [], "svcadm": []}
-    steps: list[tuple[str, Callable[[], float]]] = [
-        ("method", bench.method_start),
-        ("bare", bench.bare_start),
-        ("svcadm", bench.svcadm_cycle),
-    ]
-    for _ in range(runs):
-        for key, step in steps:
-            times[key].append(step())
-            if key == "method":
-                bench.quit_guest()
-
-    method_ms = statistics.median(times["method"])
-    bare_ms = statistics.median(times["bare"])
-    ratio = method_ms / bare_ms
-    verdict = "ok" if ratio <= TARGET_RATIO else "OVER"
-    print(f"{runs} runs each after a warm-up, alternating; exec to exit 0 / to QMP running")
-    print(summary("start method", times["method"]))
-    print(summary("bare QEMU", times["bare"]))
-    print(f"  ratio {ratio:.2f} (target {TARGET_RATIO:.1f} or less): {verdict}")
+    # Phase 1: the controller online, the method's quick path.
+    trouble = bench.controller_trouble()
+    if trouble is None:
+        print(f"phase 1: the controller online ({smf.CONTROLLER} answers on {bench.api})")
+    else:
+        print(
+            f"  WARNING: the controller does not answer ({trouble}); phase 1 is not the quick path"
+        )
+    with libvirt_twin(bench) as twin:
+        steps: list[tuple[str, Callable[[], float]]] = [("svcadm", bench.svcadm_cycle)]
+        if twin is not None:
+            steps.append(("virsh", twin.start_cycle))
+        quick, quick_pid = run_phase(bench, runs, steps)
+        pids1 = set(bench.method_pids)
+    up1 = load()
+    handed = bench.handed_off()
+    starts = 2 * (runs + 1) if trouble is None else 0  # method and svcadm, warm-ups too
     print(
-        summary("svcadm enable -s", times["svcadm"])
+        f"  {runs} runs each after a warm-up, alternating; exec to exit 0 / to QMP running; {up1}"
+    )
+    report_ratio(quick, "start method via the controller", QUICK_TARGET_RATIO)
+    missed = pids1 - set(handed)
+    if missed:
+        print(
+            f"  WARNING: {len(missed)} of {len(pids1)} timed method starts were not handed off "
+            f"(no start.handed_off for their pids in {bench.controller_log}): the figure above "
+            "mixes in the own path"
+        )
+    else:
+        print(
+            f"  all {len(pids1)} timed method starts handed off ({len(handed)} start.handed_off "
+            f"lines for {NAME} in the controller's log, for {starts} starts via it)"
+        )
+    split(quick, quick_pid)
+    print(
+        summary("svcadm enable -s", quick["svcadm"])
         + "  end to end (devhost's restarter and svcadm -s poll every 50 ms)"
     )
+    if "virsh" in quick:
+        print(summary("virsh start", quick["virsh"]) + "  libvirt's end to end, exec to exit")
+        ratio = statistics.median(quick["svcadm"]) / statistics.median(quick["virsh"])
+        verdict = "ok" if ratio <= VIRSH_TARGET_RATIO else "OVER"
+        print(
+            f"  svcadm/virsh ratio {ratio:.2f} (target {VIRSH_TARGET_RATIO:.1f} or less): {verdict}"
+        )
 
-    # Where QEMU's exec falls in each (QEMU writes its pid file early, ~10 ms in):
-    # the method's lead over bare QEMU is its Python work before the exec; what
-    # it spends after the pid file beyond bare QEMU's own time goes on waiting
-    # for running, the boot record and the interpreter's exit.
-    method_pid = statistics.median(bench.to_pidfile["method"])
-    bare_pid = statistics.median(bench.to_pidfile["bare"])
-    before = method_pid - bare_pid
-    after = (method_ms - method_pid) - (bare_ms - bare_pid)
+    # Phase 2: the controller disabled, the method's own path.
+    bench.disable_controller()
+    trouble = bench.controller_trouble()
+    answers = "WARNING: it still answers" if trouble is None else "it no longer answers"
+    print(f"phase 2: {smf.CONTROLLER} disabled with svcadm disable -s ({answers})")
+    bench.method_pids = []
+    before = len(bench.handed_off())
+    own, own_pid = run_phase(bench, runs, [])
+    up2 = load()
     print(
-        f"  split at QEMU's pid file (medians): exec to pid file {method_pid:.0f} ms "
-        f"(bare {bare_pid:.0f}), then to exit {method_ms - method_pid:.0f} ms "
-        f"(bare, to running: {bare_ms - bare_pid:.0f}): the method adds ~{before:.0f} ms "
-        f"before QEMU's exec and ~{after:.0f} ms after it"
+        f"  {runs} runs each after a warm-up, alternating; exec to exit 0 / to QMP running; {up2}"
     )
+    report_ratio(own, "start method, own path", TARGET_RATIO)
+    if len(bench.handed_off()) > before:
+        print("  WARNING: the controller handed off starts in phase 2")
+    split(own, own_pid)
 
+    own_ms = statistics.median(own["method"])
+    bare_ms = statistics.median(own["bare"])
     parts = bench.breakdown(min(runs, 5))
-    gap = method_ms - (
+    gap = own_ms - (
         parts["python start"]
         + parts["imports"]
         + parts["host config"]
@@ -556,7 +727,7 @@ def measure(bench: Bench, runs: int) -> int:
         + bare_ms
     )
     print(
-        "  breakdown (medians, each timed alone): "
+        "  breakdown of the own path (medians, each timed alone): "
         f"python start {parts['python start']:.0f} ms, imports {parts['imports']:.0f}, "
         f"svcprop {parts['svcprop']:.0f} (alongside the imports), "
         f"host config {parts['host config']:.1f}, "
@@ -566,6 +737,66 @@ def measure(bench: Bench, runs: int) -> int:
         f"rest {gap:.0f} (interpreter exit, polls, boot record, display)"
     )
     return 0
+
+
+def run_phase(
+    bench: Bench, runs: int, extra: list[tuple[str, Callable[[], float]]]
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """A warm-up of each start (checking that bare QEMU gets the method's very argv),
+    then runs of each, alternating: their times, and each start's ms to QEMU's pid file."""
+    bench.method_start()
+    method_argv, display = bench.method_qemu_argv()
+    bench.quit_guest()
+    if bench.bare_argv(display) != method_argv:
+        print("  WARNING: the bare argv differs from the start method's QEMU command line")
+        print(f"    method: {method_argv}\n    bare:   {bench.bare_argv(display)}")
+    bench.bare_start()
+    for _, step in extra:
+        step()
+
+    bench.to_pidfile = {"method": [], "bare": []}
+    bench.method_pids = []
+    steps = [("method", bench.method_start), ("bare", bench.bare_start), *extra]
+    times: dict[str, list[float]] = {key: [] for key, _ in steps}
+    for _ in range(runs):
+        for key, step in steps:
+            times[key].append(step())
+            if key == "method":
+                bench.quit_guest()
+    return times, bench.to_pidfile
+
+
+def report_ratio(times: dict[str, list[float]], label: str, target: float) -> None:
+    ratio = statistics.median(times["method"]) / statistics.median(times["bare"])
+    verdict = "ok" if ratio <= target else "OVER"
+    print(summary(label, times["method"]))
+    print(summary("bare QEMU", times["bare"]))
+    print(f"  ratio {ratio:.2f} to bare QEMU (target {target:.1f} or less): {verdict}")
+
+
+def split(times: dict[str, list[float]], to_pidfile: dict[str, list[float]]) -> None:
+    """Where QEMU's exec falls in each (QEMU writes its pid file early, ~10 ms in):
+    the method's lead over bare QEMU is its work before the exec; what it spends
+    after the pid file beyond bare QEMU's own time goes on waiting for running,
+    the boot record and the interpreter's exit."""
+    method_ms = statistics.median(times["method"])
+    bare_ms = statistics.median(times["bare"])
+    method_pid = statistics.median(to_pidfile["method"])
+    bare_pid = statistics.median(to_pidfile["bare"])
+    before = method_pid - bare_pid
+    after = (method_ms - method_pid) - (bare_ms - bare_pid)
+    print(
+        f"  split at QEMU's pid file (medians): exec to pid file {method_pid:.0f} ms "
+        f"(bare {bare_pid:.0f}), then to exit {method_ms - method_pid:.0f} ms "
+        f"(bare, to running: {bare_ms - bare_pid:.0f}): the method adds ~{before:.0f} ms "
+        f"before QEMU's exec and ~{after:.0f} ms after it"
+    )
+
+
+def load() -> str:
+    """The load averages, as uptime gives them: others may be running tests."""
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 if __name__ == "__main__":

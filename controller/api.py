@@ -7,6 +7,10 @@
                                 through the controller's session (one at a time per guest)
   POST /guests/{name}/config    {"set": ["ram=4G", ...]}: `vmbundle set`; a running guest
                                 is refreshed, and the answer says what went live and what waits
+  POST /guests/{name}/start     {"fmri": F, "bundle": PATH, "pid": N}: from the start method,
+                                what its start needs (vmbundle.guest.handoff); 409 with
+                                "handoff": false when the method must boot the guest itself,
+                                422 with "exit": the method's exit code when the start is refused
   GET  /guests/{name}/screenshot[?width=N]   PNG of the screen
   GET  /events[?guest=NAME]     one JSON object a line, as they happen
   GET  /metrics                 Prometheus text
@@ -21,22 +25,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import re
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from vmbundle.adapters import proc
+from vmbundle.adapters import proc, smf
 from vmbundle.controller import metrics
 from vmbundle.controller.daemon import Controller
 from vmbundle.controller.session import CommandFailed, GuestSession, NotConnected
 from vmbundle.errors import ConfigError, NoSuchGuest, UsageError, VmbundleError
-from vmbundle.guest import screenshot
+from vmbundle.guest import handoff, screenshot
 from vmbundle.memory import ledger as memory_ledger
 from vmbundle.ops import edit
 from vmbundle.ops import memory as memory_ops
@@ -410,6 +416,45 @@ async def collect(ctl: Controller) -> list[metrics.Family]:
     return out
 
 
+# Starts wait on memory admission (the ARC shrinking, up to memory.shrink_timeout):
+# their own threads, so a boot storm does not hold up the controller's other work.
+_STARTS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="start")
+
+
+async def start(request: web.Request) -> web.Response:
+    ctl = request.app[CONTROLLER_KEY]
+    name = name_of(request)
+    body = await json_or_none(request)
+    fmri, path, pid = (
+        (body.get("fmri"), body.get("bundle"), body.get("pid"))
+        if isinstance(body, dict)
+        else (None, None, None)
+    )
+    if (
+        fmri != f"{smf.VM_SERVICE}:{name}"
+        or not (path is None or isinstance(path, str))
+        or not isinstance(pid, int)
+        or isinstance(pid, bool)
+        or pid <= 1
+    ):
+        raise Refused(
+            400,
+            f'{name}: the body must be JSON like {{"fmri": "{smf.VM_SERVICE}:{name}", '
+            '"bundle": "/path/to/bundle", "pid": 1234}: the start method\'s own request',
+        )
+    loop = asyncio.get_running_loop()
+    try:
+        answer = await loop.run_in_executor(
+            _STARTS, functools.partial(handoff.plan, ctl.settings, name, fmri, path, pid)
+        )
+    except handoff.NotHandedOff as exc:
+        return web.json_response({"error": str(exc), "handoff": False}, status=409)
+    except VmbundleError as exc:
+        return web.json_response({"error": str(exc), "exit": exc.exit_code}, status=422)
+    ctl.log.info("start.handed_off", vm=name, fmri=fmri, pid=pid)
+    return web.json_response(answer)
+
+
 def app(ctl: Controller) -> web.Application:
     application = web.Application(middlewares=[errors], client_max_size=1 << 20)
     application[CONTROLLER_KEY] = ctl
@@ -420,6 +465,7 @@ def app(ctl: Controller) -> web.Application:
             web.get("/guests/{name}", guest),
             web.post("/guests/{name}/qmp", qmp_command),
             web.post("/guests/{name}/config", config),
+            web.post("/guests/{name}/start", start),
             web.get("/guests/{name}/screenshot", screen),
             web.get("/events", events),
             web.get("/metrics", metrics_text),

@@ -39,10 +39,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args[0] == "start":
-            from vmbundle.method import start
+            from vmbundle import settings
+            from vmbundle.method import quick
 
             assert bundle_read is not None
-            return start.start(fmri, bundle_read, say)
+            value = bundle_read.value()
+            name = smf.instance_name(fmri)
+            code = quick.start(fmri, name, value, settings.load(None).run_dir, say)
+            if code is not None:
+                return code
+            from vmbundle.method import start
+
+            return start.start(fmri, value, say)
         if args[0] == "stop":
             from vmbundle.method import stop
 

@@ -1,6 +1,7 @@
-"""The start method: the bundle its instance names, checked, booted (vmbundle.guest.boot),
-and success only once QMP reports the guest running. QEMU stays behind in the
-service's contract."""
+"""The start method's own path: the bundle its instance names, checked, booted
+(vmbundle.guest.boot), and success only once QMP reports the guest running. QEMU
+stays behind in the service's contract. With the controller running, the quick
+path (vmbundle.method.quick) comes first."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from vmbundle.service import instance
 from vmbundle.vm import bundle
 
 
-def start(fmri: str, bundle_read: smf.PropertyRead, say: Callable[[str], None]) -> int:
+def start(fmri: str, bundle_value: str | None, say: Callable[[str], None]) -> int:
     name = smf.instance_name(fmri)
     host_settings = settings.load(None)
-    path = instance.bundle_path(fmri, name, bundle_read.value())
+    path = instance.bundle_path(fmri, name, bundle_value)
     booted, _kept = boot.boot(host_settings, bundle.load(path, host_settings), say, fmri=fmri)
     display = booted.prepared.display
     where = f"VNC display :{display}" if display is not None else "no VNC display"

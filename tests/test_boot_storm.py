@@ -8,6 +8,8 @@ own path)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -110,6 +112,11 @@ def states(host: ServiceHost) -> dict[str, str]:
     return found
 
 
+def handed_off(host: ServiceHost) -> list[str]:
+    """The guests whose starts the controller prepared, oldest first."""
+    return [e["vm"] for e in host.controller_log() if e.get("event") == "start.handed_off"]
+
+
 @pytest.mark.parametrize("controller", ["running", "stopped"])
 def test_sixteen_guests_at_once_on_room_for_ten(host: ServiceHost, controller: str) -> None:
     if controller == "stopped":
@@ -120,6 +127,7 @@ def test_sixteen_guests_at_once_on_room_for_ten(host: ServiceHost, controller: s
             host.kstat("unix:0:system_pages:physmem") * 4096,
             host.kstat("zfs:0:arcstats:c_min"),
         )
+        handed_before = handed_off(host)
         with ArcSampler(host) as sampler:
             host.run("svcadm", "enable", "-t", *(f"{VM}:{n}" for n in NAMES))
             deadline = time.monotonic() + 600
@@ -136,6 +144,13 @@ def test_sixteen_guests_at_once_on_room_for_ten(host: ServiceHost, controller: s
             lines = [line for line in host.log(name).splitlines() if "not enough memory" in line]
             assert lines, host.log(name)
             assert lines[-1].split("] ", 1)[-1].startswith(f"{name}: not enough memory: needs ")
+        # With the controller, each start went its quick path (the controller
+        # prepared it); without, the method's own.
+        handed = handed_off(host)[len(handed_before) :]
+        if controller == "running":
+            assert sorted(handed) == online
+        else:
+            assert handed == []
         assert sampler.samples > 100
         assert sampler.lowest is not None and min(sampler.lowest) >= floor, (sampler.lowest, floor)
         ledger = json.loads((host.run_dir / "memory.json").read_text())
@@ -164,3 +179,51 @@ def test_sixteen_guests_at_once_on_room_for_ten(host: ServiceHost, controller: s
     # Everything given back: no charge, the ARC maximum at its baseline again.
     ledger = json.loads((host.run_dir / "memory.json").read_text())
     assert ledger["charges"] == {}
+
+
+def test_a_start_while_the_controller_restarts_still_succeeds(host: ServiceHost) -> None:
+    names = NAMES[:3]
+    try:
+        for name in names:
+            # Asked while SMF stops and starts the controller again: the method finds
+            # no controller, or one that never answers, and starts the guest itself.
+            host.run("svcadm", "restart", CONTROLLER)
+            host.run("svcadm", "enable", "-t", f"{VM}:{name}")
+        for name in names:
+            host.wait_state(name, "online", timeout=120)
+            assert host.record(name).qemu_pid > 0
+        host.wait_controller()
+        ledger = json.loads((host.run_dir / "memory.json").read_text())
+        assert sorted(ledger["charges"]) == names
+    finally:
+        host.run("svcadm", "disable", "-t", *(f"{VM}:{n}" for n in names))
+        for name in names:
+            host.wait_state(name, "disabled", timeout=120)
+
+
+def test_a_start_whose_controller_dies_mid_request_still_succeeds(host: ServiceHost) -> None:
+    names, late = NAMES[:3], NAMES[3]
+    try:
+        host.run("svcadm", "enable", "-s", "-t", *(f"{VM}:{n}" for n in names))
+        # The next start lowers the ARC, which now gives memory back slowly: the
+        # controller holds the request while it waits, and is killed then.
+        simulated_arc.fill(host.state)
+        simulated_arc.set_shrink_speed(host.state, 64 * MiB)
+        killed = host.wait_controller()["pid"]
+        host.run("svcadm", "enable", "-t", f"{VM}:{late}")
+        deadline = time.monotonic() + 60
+        while late not in json.loads((host.run_dir / "memory.json").read_text())["charges"]:
+            assert time.monotonic() < deadline, "the controller never charged the guest"
+            time.sleep(0.02)
+        os.kill(killed, signal.SIGKILL)  # the controller our devhost's restarter runs
+        host.wait_state(late, "online", timeout=120)
+        assert f"{late}: the vmbundle controller did not answer" in host.log(late)
+        assert host.wait_controller()["pid"] != killed
+        ledger = json.loads((host.run_dir / "memory.json").read_text())
+        assert sorted(ledger["charges"]) == sorted([*names, late])
+        assert ledger["charges"][late]["owner"] != killed
+    finally:
+        simulated_arc.set_shrink_speed(host.state, simulated_arc.DEFAULT_SHRINK_SPEED)
+        host.run("svcadm", "disable", "-t", *(f"{VM}:{n}" for n in [*names, late]))
+        for name in [*names, late]:
+            host.wait_state(name, "disabled", timeout=120)

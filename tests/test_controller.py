@@ -235,7 +235,8 @@ def test_a_panic_follows_on_crash(a: ServiceHost) -> None:
     assert a.state_of("crash1") == "online"
 
     a.create_test_guest("crash2")
-    a.vmbundle("set", "crash2", "on_crash=preserve")
+    # A panicked guest ignores the power button: its stop would wait out 120 s.
+    a.vmbundle("set", "crash2", "on_crash=preserve", "stop_timeout=3")
     a.run("svcadm", "enable", "-s", f"{VM}:crash2")
     serial2 = a.serial("crash2")
     serial2.wait_for("vmbundle-testguest: ready", timeout=120)

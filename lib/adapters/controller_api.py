@@ -21,9 +21,11 @@ class ControllerDown(VmbundleError):
 class Refused(VmbundleError):
     """The controller answered with an error; its line is the message."""
 
-    def __init__(self, status: int, line: str) -> None:
+    def __init__(self, status: int, line: str, answer: dict[str, Any] | None = None) -> None:
         super().__init__(line)
         self.status = status
+        self.answer = answer or {}
+        """The error's JSON object, for the fields beside its line."""
         if status == 404:
             self.exit_code = 1
 
@@ -73,10 +75,11 @@ def _open(
         text = response.read()
         conn.close()
         try:
-            line = str(json.loads(text)["error"])
+            answer = json.loads(text)
+            line = str(answer["error"])
         except (ValueError, KeyError, TypeError):
-            line = f"the controller answered {response.status}: {text[:200]!r}"
-        raise Refused(response.status, line)
+            answer, line = None, f"the controller answered {response.status}: {text[:200]!r}"
+        raise Refused(response.status, line, answer if isinstance(answer, dict) else None)
     return response
 
 

@@ -18,20 +18,21 @@ import subprocess
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 
 import attrs
 
 from vmbundle.adapters import qemu
 from vmbundle.errors import (
-    SMF_EXIT_ERR_FATAL,
     BundleBusy,
     ConfigError,
     HostFault,
-    VmbundleError,
 )
 from vmbundle.guest import boot_record, memory_state, prepare
 from vmbundle.guest.boot_record import BootRecord
 from vmbundle.guest.prepare import Prepared
+from vmbundle.guest.rundir import RunPaths
+from vmbundle.guest.running import BOOT_SECONDS, QemuDied, wait_running
 from vmbundle.memory import admission
 from vmbundle.qemu import qmp
 from vmbundle.settings import HostSettings
@@ -39,24 +40,6 @@ from vmbundle.vm import bundle, owner
 from vmbundle.vm.bundle import Bundle, Document
 
 Say = Callable[[str], None]
-
-# Within the start method's SMF timeout (300 s, manifests/vm.xml), with room to
-# unwind; memory.shrink_timeout is at most 240 s, so the ARC's wait fits in it.
-BOOT_SECONDS = 270.0
-
-
-class QemuDied(VmbundleError):
-    """QEMU exited before the guest ran; its own error went to our stderr just before."""
-
-
-class AcceleratorFailed(VmbundleError):
-    """QEMU could not run the guest's code: retrying cannot help."""
-
-    exit_code = SMF_EXIT_ERR_FATAL
-
-
-class NotRunningInTime(VmbundleError):
-    """QMP did not report the guest running before the deadline."""
 
 
 @attrs.frozen
@@ -79,21 +62,12 @@ def boot(
     memory charge) when closed."""
     until = time.monotonic() + seconds
     with ExitStack() as undo:
-        # First, so a guest another host may be running changes nothing here.
-        me = owner.check_start(b.path, b.name)
-        admission.reserve(settings, b.name, b.config, say, until=until)
-        undo.callback(admission.release, settings, b.name, say)
-        prepared = prepare.prepare(b, settings)
-        undo.callback(prepare.finish, b.name, prepared.run, settings)
-        # Claimed only now that nothing in the config can refuse the start, which
-        # leaves a bad bundle as it was.
-        owner.take(settings.run_dir, b.path, b.name, me, promote=False, take_over=False)
-        undo.callback(owner.release_or_say, settings.run_dir, b.path, b.name, say)
+        prepared = take(settings, b, say, undo, until=until)
         saved = memory_state.open_for_resume(b.path)
         proc = spawn(prepared, saved)
         undo.callback(qemu.end, proc)
         try:
-            wait_running(proc, prepared, until)
+            wait_running(proc, prepared.run, b.name, until)
         except QemuDied as exc:
             if saved is None:
                 raise
@@ -105,41 +79,92 @@ def boot(
             memory_state.discard(b.path)
             say(f"{b.name}: resumed from the memory saved in its snapshot")
         protect_display(settings, prepared, say)
-        auth = prepared.display_auth
-        cfg = prepared.bundle.config
-        record = BootRecord(
-            bundle=str(prepared.bundle.path),
-            config=attrs.evolve(cfg, boot_once=None),
-            profile=prepared.profile.name,
-            qemu_pid=proc.pid,
-            started=time.time(),
-            fmri=fmri,
-            display=prepared.display,
-            capacity=prepared.capacity,
-            boot_ram=cfg.ram,
-            display_auth=auth.describe() if auth else None,
-            display_password=auth.password if auth else None,
-        )
+        record = record_of(prepared, fmri, proc.pid, time.time())
         boot_record.write(prepared.run, record)
         forget_boot_once(settings, prepared.bundle, say)
         return Booted(prepared, proc, record), undo.pop_all()
 
 
+def take(
+    settings: HostSettings,
+    b: Bundle,
+    say: Say,
+    undo: ExitStack,
+    *,
+    until: float,
+    owner_pid: int | None = None,
+) -> Prepared:
+    """What a boot takes before QEMU runs: the owner check, the memory charge, the
+    run directory and display, the owner record; each registered on undo to be
+    given back. owner_pid: the process that holds the charge and the display
+    until QEMU runs (by default this one)."""
+    # First, so a guest another host may be running changes nothing here.
+    me = owner.check_start(b.path, b.name)
+    admission.reserve(settings, b.name, b.config, say, until=until, owner=owner_pid)
+    undo.callback(admission.release, settings, b.name, say)
+    prepared = prepare.prepare(b, settings, owner=owner_pid)
+    undo.callback(prepare.finish, b.name, prepared.run, settings)
+    # Claimed only now that nothing in the config can refuse the start, which
+    # leaves a bad bundle as it was.
+    owner.take(settings.run_dir, b.path, b.name, me, promote=False, take_over=False)
+    undo.callback(owner.release_or_say, settings.run_dir, b.path, b.name, say)
+    return prepared
+
+
+def give_back(settings: HostSettings, name: str, bundle_path: Path, say: Say) -> None:
+    """Undo what take() took for a start that failed in another process."""
+    owner.release_or_say(settings.run_dir, bundle_path, name, say)
+    prepare.finish(name, RunPaths.for_guest(settings.run_dir, name), settings)
+    admission.release(settings, name, say)
+
+
+def record_of(prepared: Prepared, fmri: str | None, qemu_pid: int, started: float) -> BootRecord:
+    """The boot record of a guest prepared so and running."""
+    auth = prepared.display_auth
+    cfg = prepared.bundle.config
+    return BootRecord(
+        bundle=str(prepared.bundle.path),
+        config=attrs.evolve(cfg, boot_once=None),
+        profile=prepared.profile.name,
+        qemu_pid=qemu_pid,
+        started=started,
+        fmri=fmri,
+        display=prepared.display,
+        capacity=prepared.capacity,
+        boot_ram=cfg.ram,
+        display_auth=auth.describe() if auth else None,
+        display_password=auth.password if auth else None,
+    )
+
+
 def protect_display(settings: HostSettings, prepared: Prepared, say: Say) -> None:
     """What the display's protection needs once QEMU runs: the 0.14 fork's password
     over QMP (it has no secret objects), and a warning for an open display."""
-    auth, name = prepared.display_auth, prepared.bundle.name
+    auth = prepared.display_auth
     if auth is None:
         return
-    if auth.password is not None and prepared.profile.name == "illumos-kvm":
+    if needs_password_over_qmp(prepared):
         password = prepared.run.vnc_password.read_text()
         qmp.execute(prepared.run, "set_password", {"protocol": "vnc", "password": password})
-    if auth.kind == "unauthenticated":
-        say(
-            f"{name}: warning: its display :{prepared.display} listens on {settings.vnc_listen} "
-            "with no password (allow_unauthenticated = true in the host configuration): anyone "
-            "who reaches the port has its keyboard and screen"
-        )
+    warning = display_warning(settings, prepared)
+    if warning is not None:
+        say(warning)
+
+
+def needs_password_over_qmp(prepared: Prepared) -> bool:
+    auth = prepared.display_auth
+    return auth is not None and auth.password is not None and prepared.profile.name == "illumos-kvm"
+
+
+def display_warning(settings: HostSettings, prepared: Prepared) -> str | None:
+    auth = prepared.display_auth
+    if auth is None or auth.kind != "unauthenticated":
+        return None
+    return (
+        f"{prepared.bundle.name}: warning: its display :{prepared.display} listens on "
+        f"{settings.vnc_listen} with no password (allow_unauthenticated = true in the host "
+        "configuration): anyone who reaches the port has its keyboard and screen"
+    )
 
 
 def spawn(prepared: Prepared, saved: int | None) -> subprocess.Popen[bytes]:
@@ -150,33 +175,6 @@ def spawn(prepared: Prepared, saved: int | None) -> subprocess.Popen[bytes]:
         return qemu.spawn((*prepared.argv, "-incoming", f"fd:{saved}"), pass_fds=(saved,))
     finally:
         os.close(saved)  # QEMU holds its own
-
-
-def wait_running(proc: subprocess.Popen[bytes], prepared: Prepared, until: float) -> None:
-    """Return once QMP reports the guest running; raise when QEMU exits first,
-    stops the guest with an internal error, or the deadline passes."""
-    name = prepared.bundle.name
-    while time.monotonic() < until:
-        if proc.poll() is not None:
-            raise QemuDied(
-                f"{name}: QEMU exited with status {proc.returncode} before the guest ran "
-                "(QEMU's own message is just above)"
-            )
-        if prepared.run.control_qmp.exists():
-            try:
-                state = qmp.run_state(prepared.run)
-            except (qmp.QmpUnavailable, qmp.QmpNotAnswering):
-                state = "starting"  # the socket exists before QEMU accepts on it
-            if state == "running":
-                return
-            if state == "internal-error":
-                raise AcceleratorFailed(
-                    f"{name}: QEMU stopped the guest with an internal error "
-                    "(the accelerator could not run its code); "
-                    'try accelerator = "tcg" in the [qemu] section of the host configuration'
-                )
-        time.sleep(0.001)  # QMP answers some 30 ms after exec: look often
-    raise NotRunningInTime(f"{name}: QEMU did not report running in time")
 
 
 def _without_boot_once(booted_with: str) -> Callable[[Document], Document]:

@@ -69,19 +69,22 @@ def allocate(
     last: int,
     listen: str,
     guest_running: Callable[[str], bool],
+    owner: int | None = None,
 ) -> int:
-    """A display for guest, owned by this process until the guest's QEMU runs."""
+    """A display for guest, owned by process owner (by default this one) until
+    the guest's QEMU runs."""
+    owner = os.getpid() if owner is None else owner
     run_dir.mkdir(parents=True, exist_ok=True)
     with exclusive(run_dir / LOCK):
         table = {n: e for n, e in _read(run_dir).items() if _live(e, guest_running)}
         for n, e in table.items():
             if e.get("guest") == guest:
-                e["owner"] = os.getpid()
+                e["owner"] = owner
                 _write(run_dir, table)
                 return n
         for n in range(first, last + 1):
             if n not in table and port_free(listen, BASE_PORT + n):
-                table[n] = {"guest": guest, "owner": os.getpid()}
+                table[n] = {"guest": guest, "owner": owner}
                 _write(run_dir, table)
                 return n
     raise VmbundleError(

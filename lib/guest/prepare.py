@@ -194,8 +194,9 @@ def _macs_kept(cfg: VmConfig) -> Callable[[Document], Document]:
     return change
 
 
-def prepare(b: Bundle, settings: HostSettings) -> Prepared:
-    """Take a display and write the run directory for b; undo both on failure."""
+def prepare(b: Bundle, settings: HostSettings, owner: int | None = None) -> Prepared:
+    """Take a display and write the run directory for b; undo both on failure.
+    owner: the process the display is held for until QEMU runs (by default this one)."""
     run = RunPaths.for_guest(settings.run_dir, b.name)
     pid = running_pid(run)
     if pid is not None:
@@ -218,6 +219,7 @@ def prepare(b: Bundle, settings: HostSettings) -> Prepared:
                 settings.display_last,
                 settings.vnc_listen,
                 lambda g: running_pid(RunPaths.for_guest(settings.run_dir, g)) is not None,
+                owner,
             )
             auth = display_auth.decide(b.config, display_policy(settings))
             password = (

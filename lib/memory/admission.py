@@ -102,12 +102,19 @@ def _change(
 
 
 def reserve(
-    settings: HostSettings, guest: str, cfg: VmConfig, say: Say, *, until: float | None = None
+    settings: HostSettings,
+    guest: str,
+    cfg: VmConfig,
+    say: Say,
+    *,
+    until: float | None = None,
+    owner: int | None = None,
 ) -> Decision | None:
     """Charge guest, lower the ARC maximum, and wait until the ARC's size is down
     (at most memory.shrink_timeout, and never past `until`, a monotonic time);
     AdmissionRefused (nothing left reserved) when it does not fit or the ARC
-    does not shrink in time. None when the host has no ARC to manage."""
+    does not shrink in time. None when the host has no ARC to manage. owner:
+    the process the charge is held for (by default this one; see Ledger.stale)."""
     arc_backend = backend(settings)
     if arc_backend is None:
         return None
@@ -120,9 +127,8 @@ def reserve(
             raise AdmissionRefused(decision.line(guest))
         admitted.append(decision)
         # The baseline is saved before the first change, and kept until the last release.
-        return _ledger(
-            mem, before, decision.charges, {guest: Charge.mine(amount)}
-        ), decision.arc_max
+        held_for = Charge.mine(amount) if owner is None else Charge(amount, owner)
+        return _ledger(mem, before, decision.charges, {guest: held_for}), decision.arc_max
 
     epoch, state = _change(settings, arc_backend, decide)
     (decision,) = admitted

@@ -71,6 +71,8 @@ def wait(run_dir: Path, arc_backend: ArcBackend, epoch: int, until: float | None
     while True:
         settle(run_dir, arc_backend)
         now = memory_ledger.read(run_dir)
+        if now.epoch < epoch:
+            raise ArcNotSet(f"{run_dir / memory_ledger.FILE} was replaced meanwhile; try again")
         if now.applied >= epoch:
             return
         if now.fault is not None and now.fault.epoch >= epoch:

@@ -31,6 +31,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -443,15 +444,18 @@ async def start(request: web.Request) -> web.Response:
             '"bundle": "/path/to/bundle", "pid": 1234}: the start method\'s own request',
         )
     loop = asyncio.get_running_loop()
+    began = time.monotonic()
     try:
         answer = await loop.run_in_executor(
-            _STARTS, functools.partial(handoff.plan, ctl.settings, name, fmri, path, pid)
+            _STARTS,
+            functools.partial(handoff.plan, ctl.settings, name, fmri, path, pid, ctl.arc_view),
         )
     except handoff.NotHandedOff as exc:
         return web.json_response({"error": str(exc), "handoff": False}, status=409)
     except VmbundleError as exc:
         return web.json_response({"error": str(exc), "exit": exc.exit_code}, status=422)
-    ctl.log.info("start.handed_off", vm=name, fmri=fmri, pid=pid)
+    took = round((time.monotonic() - began) * 1000, 1)
+    ctl.log.info("start.handed_off", vm=name, fmri=fmri, pid=pid, ms=took)
     return web.json_response(answer)
 
 

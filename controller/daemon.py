@@ -27,6 +27,8 @@ from vmbundle.controller.serial import SerialConsole
 from vmbundle.controller.session import CommandFailed, GuestSession, NotConnected
 from vmbundle.errors import VmbundleError
 from vmbundle.guest.rundir import RunPaths
+from vmbundle.memory import admission
+from vmbundle.memory.arc_view import SharedArcView
 from vmbundle.ops import arrivals, lifecycle
 from vmbundle.ops import memory as memory_ops
 from vmbundle.service.controller import ControllerPaths
@@ -44,6 +46,16 @@ SETTLING_SECONDS = 0.5
 FULL_SCAN_SECONDS = 60.0
 # Events come in bursts (a receive writes many files): one pass for a burst.
 DEBOUNCE_SECONDS = 0.05
+
+
+def shared_arc_view(settings: HostSettings) -> SharedArcView | None:
+    """None where the host has no ARC to manage, or its backend is misconfigured
+    (each start then says so itself)."""
+    try:
+        arc_backend = admission.backend(settings)
+    except VmbundleError:
+        return None
+    return None if arc_backend is None else SharedArcView(arc_backend, settings.run_dir)
 
 
 class Controller:
@@ -69,6 +81,8 @@ class Controller:
         self._cache = arrivals.ValidationCache()
         self._states: dict[str, tuple[str, str]] = {}
         self.after_pass: Callable[[], None] = lambda: None
+        # The memory authority's one view of the ARC, for the starts it prepares.
+        self.arc_view = shared_arc_view(settings)
 
     # -- waking -------------------------------------------------------------
 

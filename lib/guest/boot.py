@@ -34,6 +34,7 @@ from vmbundle.guest.prepare import Prepared
 from vmbundle.guest.rundir import RunPaths
 from vmbundle.guest.running import BOOT_SECONDS, QemuDied, wait_running
 from vmbundle.memory import admission
+from vmbundle.memory.arc import ArcBackend
 from vmbundle.qemu import qmp
 from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle, owner
@@ -93,14 +94,16 @@ def take(
     *,
     until: float,
     owner_pid: int | None = None,
+    arc_view: ArcBackend | None = None,
 ) -> Prepared:
     """What a boot takes before QEMU runs: the owner check, the memory charge, the
     run directory and display, the owner record; each registered on undo to be
     given back. owner_pid: the process that holds the charge and the display
-    until QEMU runs (by default this one)."""
+    until QEMU runs (by default this one); arc_view: the controller's shared view
+    of the ARC."""
     # First, so a guest another host may be running changes nothing here.
     me = owner.check_start(b.path, b.name)
-    admission.reserve(settings, b.name, b.config, say, until=until, owner=owner_pid)
+    admission.reserve(settings, b.name, b.config, say, until=until, owner=owner_pid, view=arc_view)
     undo.callback(admission.release, settings, b.name, say)
     prepared = prepare.prepare(b, settings, owner=owner_pid)
     undo.callback(prepare.finish, b.name, prepared.run, settings)

@@ -20,6 +20,7 @@ from typing import Any
 
 from vmbundle.errors import VmbundleError
 from vmbundle.guest import boot, memory_state, running
+from vmbundle.memory.arc import ArcBackend
 from vmbundle.service import instance
 from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle
@@ -30,11 +31,17 @@ class NotHandedOff(VmbundleError):
 
 
 def plan(
-    settings: HostSettings, name: str, fmri: str, bundle_value: str | None, pid: int
+    settings: HostSettings,
+    name: str,
+    fmri: str,
+    bundle_value: str | None,
+    pid: int,
+    arc_view: ArcBackend | None,
 ) -> dict[str, Any]:
     """Take what guest name's start needs, held for process pid; the answer the
     method runs it by. Raises as the start method would (the same lines and
-    exit codes), or NotHandedOff with nothing taken."""
+    exit codes), or NotHandedOff with nothing taken. arc_view: the controller's
+    shared view of the ARC (vmbundle.memory.arc_view)."""
     path = instance.bundle_path(fmri, name, bundle_value)
     b = bundle.load(path, settings)
     if memory_state.state_path(b.path).exists():
@@ -44,7 +51,9 @@ def plan(
     lines: list[str] = []
     with ExitStack() as undo:
         until = time.monotonic() + running.BOOT_SECONDS
-        prepared = boot.take(settings, b, lines.append, undo, until=until, owner_pid=pid)
+        prepared = boot.take(
+            settings, b, lines.append, undo, until=until, owner_pid=pid, arc_view=arc_view
+        )
         if boot.needs_password_over_qmp(prepared):
             raise NotHandedOff(f"{name}: the 0.14 fork takes its display password over QMP")
         warning = boot.display_warning(settings, prepared)

@@ -109,13 +109,15 @@ def reserve(
     *,
     until: float | None = None,
     owner: int | None = None,
+    view: ArcBackend | None = None,
 ) -> Decision | None:
     """Charge guest, lower the ARC maximum, and wait until the ARC's size is down
     (at most memory.shrink_timeout, and never past `until`, a monotonic time);
     AdmissionRefused (nothing left reserved) when it does not fit or the ARC
     does not shrink in time. None when the host has no ARC to manage. owner:
-    the process the charge is held for (by default this one; see Ledger.stale)."""
-    arc_backend = backend(settings)
+    the process the charge is held for (by default this one; see Ledger.stale).
+    view: the ARC as a long-lived caller shares it (vmbundle.memory.arc_view)."""
+    arc_backend = view if view is not None else backend(settings)
     if arc_backend is None:
         return None
     amount = policy.charge(cfg.ram, cfg.vcpus, settings.overhead_model())

@@ -27,6 +27,7 @@ from vmbundle.guest.rundir import RunPaths
 from vmbundle.memory import arc, arc_target, policy
 from vmbundle.memory import ledger as memory_ledger
 from vmbundle.memory.arc import ArcBackend, ArcState
+from vmbundle.memory.arc_view import SharedArcView
 from vmbundle.memory.ledger import Charge, Ledger
 from vmbundle.memory.policy import Decision, HostMemory
 from vmbundle.settings import HostSettings
@@ -139,8 +140,9 @@ def reserve(
     except arc_target.ArcNotSet as exc:
         _give_back(settings, arc_backend, guest)
         raise arc_target.ArcNotSet(f"{guest}: {exc}; nothing is reserved") from None
+    set_by = time.monotonic()
     say(decision.line(guest))
-    if decision.arc_max >= state.size:
+    if decision.arc_max >= _size_since(arc_backend, state, set_by):
         return decision  # already small enough: no need to look again
     wait = float(settings.memory_shrink_timeout)
     if until is not None:
@@ -183,10 +185,11 @@ def resize(settings: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decis
     ((decision, held, arc_max),) = made
     try:
         arc_target.wait(settings.run_dir, arc_backend, epoch)
+        set_by = time.monotonic()
         if held is not None and amount == held.bytes:
             return decision
         say(decision.line(guest) if decision.admitted else f"{guest}: memory charge lowered")
-        if arc_max < state.size:
+        if arc_max < _size_since(arc_backend, state, set_by):
             _wait_for_shrink(
                 settings, arc_backend, guest, arc_max, float(settings.memory_shrink_timeout), say
             )
@@ -204,6 +207,15 @@ def resize(settings: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decis
     return decision
 
 
+def _size_since(arc_backend: ArcBackend, state: ArcState, set_by: float) -> int:
+    """The ARC's size once its new maximum is set (by set_by, a monotonic time):
+    state's, read just before the change; or, with a shared view (whose reads may
+    be older), one read begun after set_by, shared by the starts asking at once."""
+    if isinstance(arc_backend, SharedArcView):
+        return arc_backend.read_after(set_by).size
+    return state.size
+
+
 def _wait_for_shrink(
     settings: HostSettings,
     arc_backend: ArcBackend,
@@ -212,6 +224,8 @@ def _wait_for_shrink(
     seconds: float,
     say: Say,
 ) -> None:
+    if isinstance(arc_backend, SharedArcView):
+        arc_backend = arc_backend.kernel  # the size as it is now, each look
     limit = target + settings.memory_shrink_slack
     deadline = time.monotonic() + seconds
     size = arc_backend.read().size

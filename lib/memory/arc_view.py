@@ -21,8 +21,9 @@ from vmbundle.memory import ledger as memory_ledger
 from vmbundle.memory.arc import ArcBackend, ArcState
 from vmbundle.memory.ledger import Fault
 
-# The ARC's size moves by itself (eviction, growth); a start waiting for it to
-# shrink looks every 0.25 s, and a view this old is as good as a fresh read.
+# For the arithmetic of admissions (physical memory, the ARC's bounds), which
+# moves only when vmbundle moves it. The ARC's size moves by itself: whether a
+# start must wait for it is asked with read_after, never of an older view.
 MAX_AGE = 0.5
 
 Mark = tuple[int, int, Fault | None]
@@ -38,6 +39,7 @@ class SharedArcView:
         self._max_age = max_age
         # In this process only: threads asking at once share one read.
         self._lock = threading.Lock()
+        # (when its read began, the ledger's mark then, the ARC)
         self._view: tuple[float, Mark, ArcState] | None = None
         self.reads = 0
         """How many times the kstats were really read (for /metrics and the bench)."""
@@ -56,11 +58,29 @@ class SharedArcView:
                 and time.monotonic() - view[0] < self._max_age
             ):
                 return view[2]
-            mark, _ = self._ledger()
-            state = self._backend.read()
-            self.reads += 1
-            self._view = (time.monotonic(), mark, state)
-            return state
+            return self._read_now()
+
+    def read_after(self, since: float) -> ArcState:
+        """The ARC as read no earlier than since (a monotonic time): one read
+        serves every thread that asks while it runs and was asking for no later."""
+        with self._lock:
+            view = self._view
+            if view is not None and view[0] >= since:
+                return view[2]
+            return self._read_now()
+
+    def _read_now(self) -> ArcState:
+        mark, _ = self._ledger()
+        began = time.monotonic()
+        state = self._backend.read()
+        self.reads += 1
+        self._view = (began, mark, state)
+        return state
+
+    @property
+    def kernel(self) -> ArcBackend:
+        """The backend itself, for a caller that must see the ARC as it is now."""
+        return self._backend
 
     def set_max(self, c_max: int) -> None:
         try:

@@ -297,6 +297,8 @@ def test_kill_9_of_the_controller_leaves_the_guests_alone(a: ServiceHost) -> Non
     names = ["keep1", "keep2", "keep3"]
     for n in names:
         a.create(n)
+        # No OS to answer the power button: the stops at the end need not wait 120 s.
+        a.vmbundle("set", n, "stop_timeout=1")
         a.run("svcadm", "enable", "-s", f"{VM}:{n}")
     pids = {n: running_pid(a.guest_run(n)) for n in names}
     wait("three sessions", lambda: set(names) <= set(a.controller()["sessions"]))
@@ -328,6 +330,7 @@ def _rss(pid: int) -> int:
 
 def test_a_flood_of_qmp_events_does_not_grow_the_controller(a: ServiceHost) -> None:
     a.create("flood1")
+    a.vmbundle("set", "flood1", "stop_timeout=1")
     a.run("svcadm", "enable", "-s", f"{VM}:flood1")
     wait("a session", lambda: "flood1" in a.controller()["sessions"])
     pid = int(a.controller()["pid"])

@@ -100,6 +100,14 @@ def port_of(host: ServiceHost, name: str) -> int:
     return int(json.loads(host.vmbundle("status", name, "--json").stdout)["vnc_port"])
 
 
+def quick_to_stop(host: ServiceHost, name: str) -> Path:
+    """A guest without an OS: it ignores the power button, so its stop takes
+    stop_timeout; 1 s, not the default 120."""
+    bundle = host.create(name)
+    host.vmbundle("set", name, "stop_timeout=1")
+    return bundle
+
+
 def started(host: ServiceHost, name: str) -> int:
     host.run("svcadm", "enable", "-s", f"{VM}:{name}")
     return port_of(host, name)
@@ -107,7 +115,7 @@ def started(host: ServiceHost, name: str) -> int:
 
 def test_on_loopback_nothing_changes(host: ServiceHost) -> None:
     display_config(host, 'listen = "127.0.0.1"')
-    host.create("lo1")
+    quick_to_stop(host, "lo1")
     port = started(host, "lo1")
     try:
         assert offered(port) == [NONE]
@@ -120,7 +128,7 @@ def test_off_loopback_an_unprotected_display_is_refused_at_validation_and_start(
     host: ServiceHost,
 ) -> None:
     display_config(host, 'listen = "127.0.0.1"')
-    bundle = host.create("open1")
+    bundle = quick_to_stop(host, "open1")
     before = (bundle / "vm.json").read_bytes()
     display_config(host, 'listen = "0.0.0.0"')
     line = (
@@ -159,7 +167,7 @@ def test_a_password_made_at_start_guards_the_display_and_is_nowhere_else(
     host: ServiceHost,
 ) -> None:
     display_config(host, 'listen = "0.0.0.0"\npasswords = "generate"')
-    bundle = host.create("pw1")
+    bundle = quick_to_stop(host, "pw1")
     port = started(host, "pw1")
     try:
         password = host.vmbundle("status", "pw1", "--show-password").stdout.strip()
@@ -198,7 +206,7 @@ def test_a_password_made_at_start_guards_the_display_and_is_nowhere_else(
 
 def test_under_tls_only_vencrypt_with_x509_is_offered(host: ServiceHost) -> None:
     display_config(host, 'listen = "0.0.0.0"\ntls = true')
-    host.create("tls1")
+    quick_to_stop(host, "tls1")
     port = started(host, "tls1")
     try:
         sock, types = security_types(port)

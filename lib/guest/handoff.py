@@ -18,6 +18,7 @@ import time
 from contextlib import ExitStack
 from typing import Any
 
+from vmbundle import settings as settings_file
 from vmbundle.errors import VmbundleError
 from vmbundle.guest import boot, memory_state, running
 from vmbundle.memory.arc import ArcBackend
@@ -42,6 +43,9 @@ def plan(
     method runs it by. Raises as the start method would (the same lines and
     exit codes), or NotHandedOff with nothing taken. arc_view: the controller's
     shared view of the ARC (vmbundle.memory.arc_view)."""
+    # Each start reads the host configuration, as the method's own path does: an
+    # administrator's edit since the controller started counts from the next start.
+    settings = settings_file.load(settings.source)
     path = instance.bundle_path(fmri, name, bundle_value)
     b = bundle.load(path, settings)
     if memory_state.state_path(b.path).exists():

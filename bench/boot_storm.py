@@ -70,13 +70,13 @@ from vmbundle.vm.bundle import Bundle
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from start_method import (
-    DEVHOST,
     TARGET_RATIO,
     VMBUNDLE,
     VNC_BASE_PORT,
     Bench,
     accel_note,
     devhost_config,
+    devhost_up,
     gone_within,
     running_session,
     summary,
@@ -555,14 +555,7 @@ def main() -> int:
     state = Path(tempfile.mkdtemp(prefix="vmb-bs-", dir="/var/tmp"))
     storm: Storm | None = None
     try:
-        up = subprocess.run(
-            [DEVHOST, "up", "--state", str(state), "--pool-size", "512M", "--physmem", "32G"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if up.returncode != 0:
-            raise RuntimeError(f"devhost up exited {up.returncode}:\n{up.stderr}")
+        devhost_up(state, "--pool-size", "512M", "--physmem", "32G")
         config = devhost_config(state, args.accel)
         with (state / "bench.log").open("ab") as log:
             storm = Storm(state, config, log, args.guests)

@@ -586,6 +586,18 @@ def summary(label: str, times: list[float]) -> str:
     )
 
 
+def devhost_up(state: Path, *options: str) -> None:
+    """A throw-away devhost in state (torn down by support.devhost.tear_down)."""
+    up = subprocess.run(
+        [DEVHOST, "up", "--state", str(state), *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if up.returncode != 0:
+        raise RuntimeError(f"devhost up exited {up.returncode}:\n{up.stderr}")
+
+
 def devhost_config(state: Path, accel: str) -> Path:
     """The devhost's vmbundle.toml, or a copy of it that forces accel."""
     config = state / "vmbundle.toml"
@@ -625,14 +637,7 @@ def main() -> int:
     state = Path(tempfile.mkdtemp(prefix="vmb-sm-", dir="/var/tmp"))
     bench: Bench | None = None
     try:
-        up = subprocess.run(
-            [DEVHOST, "up", "--state", str(state), "--pool-size", "384M"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if up.returncode != 0:
-            raise RuntimeError(f"devhost up exited {up.returncode}:\n{up.stderr}")
+        devhost_up(state, "--pool-size", "384M")
         config = devhost_config(state, args.accel)
         with (state / "bench.log").open("ab") as log:
             bench = Bench(state, config, log)

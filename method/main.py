@@ -45,12 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert bundle_read is not None
             value = bundle_read.value()
             name = smf.instance_name(fmri)
-            code = quick.start(fmri, name, value, settings.load(None).run_dir, say)
+            host_settings = settings.load(None)
+            code = quick.start(fmri, name, value, host_settings.run_dir, say)
             if code is not None:
                 return code
             from vmbundle.method import start
 
-            return start.start(fmri, value, say)
+            return start.start(fmri, value, host_settings, say)
         if args[0] == "stop":
             from vmbundle.method import stop
 

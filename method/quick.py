@@ -66,6 +66,8 @@ def _run_qemu(answer: dict[str, Any], run: RunPaths, name: str) -> int:
     proc = qemu.spawn(answer["argv"])
     try:
         running.wait_running(proc, run, name, until)
+        # The record as the controller made it (BootRecord.to_json), with the two
+        # fields only this process knows: boot_record itself would import the codec.
         record = json.loads(answer["record"])
         record.update(qemu_pid=proc.pid, started=time.time())
         text = json.dumps(record, indent=2) + "\n"

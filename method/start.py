@@ -7,16 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vmbundle import settings
 from vmbundle.adapters import smf
 from vmbundle.guest import boot
 from vmbundle.service import instance
+from vmbundle.settings import HostSettings
 from vmbundle.vm import bundle
 
 
-def start(fmri: str, bundle_value: str | None, say: Callable[[str], None]) -> int:
+def start(
+    fmri: str, bundle_value: str | None, host_settings: HostSettings, say: Callable[[str], None]
+) -> int:
     name = smf.instance_name(fmri)
-    host_settings = settings.load(None)
     path = instance.bundle_path(fmri, name, bundle_value)
     booted, _kept = boot.boot(host_settings, bundle.load(path, host_settings), say, fmri=fmri)
     display = booted.prepared.display

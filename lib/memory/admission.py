@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import attrs
 
@@ -65,17 +66,19 @@ class _Unchanged(Exception):
     """Raised by a decision that leaves the ledger as it is."""
 
 
-# A decision: from the host's memory and the ledger, the new ledger and the ARC
-# maximum it calls for. Pure: it runs under the ledger's lock.
-Decide = Callable[[HostMemory, Ledger], tuple[Ledger, int]]
+T = TypeVar("T")
+# A decision: from the host's memory and the ledger, the new ledger, the ARC
+# maximum it calls for, and what the caller wants to know of it. Pure: it runs
+# under the ledger's lock.
+Decide = Callable[[HostMemory, Ledger], tuple[Ledger, int, T]]
 
 
 def _change(
-    settings: HostSettings, arc_backend: ArcBackend, decide: Decide
-) -> tuple[int, ArcState]:
+    settings: HostSettings, arc_backend: ArcBackend, decide: Decide[T]
+) -> tuple[int, ArcState, T]:
     """One change of the ledger: the ARC read with no lock held, then decide's
     ledger saved under the lock; (the epoch whose setting covers it, the ARC as
-    read). decide raises to change nothing."""
+    read, decide's own result). decide raises to change nothing."""
     run_dir = settings.run_dir
     deadline = time.monotonic() + arc_target.WAIT_SECONDS
     while True:
@@ -91,10 +94,10 @@ def _change(
             # Without a saved baseline the kernel's maximum is it, unless a setting
             # of ours ran or runs between the read and the lock.
             if before.baseline is not None or (same and before.settled):
-                ledger, arc_max = decide(host_memory(settings, state, before), before)
+                ledger, arc_max, result = decide(host_memory(settings, state, before), before)
                 ledger = ledger.asking(arc_max, state.c_max).tidy()
                 book.save(ledger)
-                return ledger.epoch, state
+                return ledger.epoch, state, result
         if time.monotonic() >= deadline:
             raise arc_target.ArcNotSet(
                 f"the ARC maximum kept changing while {run_dir} was read; try again"
@@ -122,19 +125,17 @@ def reserve(
     if arc_backend is None:
         return None
     amount = policy.charge(cfg.ram, cfg.vcpus, settings.overhead_model())
-    admitted: list[Decision] = []
 
-    def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int]:
+    def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int, Decision]:
         decision = policy.admit(mem, before.amounts(), guest, amount)
         if not decision.admitted:
             raise AdmissionRefused(decision.line(guest))
-        admitted.append(decision)
         # The baseline is saved before the first change, and kept until the last release.
         held_for = Charge.mine(amount) if owner is None else Charge(amount, owner)
-        return _ledger(mem, before, decision.charges, {guest: held_for}), decision.arc_max
+        new = _ledger(mem, before, decision.charges, {guest: held_for})
+        return new, decision.arc_max, decision
 
-    epoch, state = _change(settings, arc_backend, decide)
-    (decision,) = admitted
+    epoch, state, decision = _change(settings, arc_backend, decide)
     try:
         arc_target.wait(settings.run_dir, arc_backend, epoch, until)
     except arc_target.ArcNotSet as exc:
@@ -165,9 +166,10 @@ def resize(settings: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decis
     if arc_backend is None:
         return None
     amount = policy.charge(cfg.ram, cfg.vcpus, settings.overhead_model())
-    made: list[tuple[Decision, Charge | None, int]] = []
 
-    def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int]:
+    def decide(
+        mem: HostMemory, before: Ledger
+    ) -> tuple[Ledger, int, tuple[Decision, Charge | None, int]]:
         held = before.charges.get(guest)
         decision = policy.admit(mem, before.amounts(), guest, amount)
         if decision.admitted:
@@ -177,12 +179,10 @@ def resize(settings: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decis
             amounts, arc_max = policy.reconcile(mem, before.amounts(), [], {guest: amount})
         else:
             raise AdmissionRefused(decision.line(guest))
-        made.append((decision, held, arc_max))
         new = {} if held is not None else {guest: Charge.mine(amount)}
-        return _ledger(mem, before, amounts, new), arc_max
+        return _ledger(mem, before, amounts, new), arc_max, (decision, held, arc_max)
 
-    epoch, state = _change(settings, arc_backend, decide)
-    ((decision, held, arc_max),) = made
+    epoch, state, (decision, held, arc_max) = _change(settings, arc_backend, decide)
     try:
         arc_target.wait(settings.run_dir, arc_backend, epoch)
         set_by = time.monotonic()
@@ -195,13 +195,13 @@ def resize(settings: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decis
             )
     except (AdmissionRefused, arc_target.ArcNotSet):
         # Back to the charge held before; other guests may have come or gone since.
-        def back(mem: HostMemory, now: Ledger) -> tuple[Ledger, int]:
+        def back(mem: HostMemory, now: Ledger) -> tuple[Ledger, int, None]:
             gone = [] if held is not None else [guest]
             kept = {guest: held.bytes} if held is not None else {}
             amounts, arc_max = policy.reconcile(mem, now.amounts(), gone, kept)
-            return _ledger(mem, now, amounts, {}), arc_max
+            return _ledger(mem, now, amounts, {}), arc_max, None
 
-        epoch, _ = _change(settings, arc_backend, back)
+        epoch, _, _ = _change(settings, arc_backend, back)
         arc_target.wait(settings.run_dir, arc_backend, epoch)
         raise
     return decision
@@ -260,21 +260,19 @@ def _ledger(
 def _give_back(settings: HostSettings, arc_backend: ArcBackend, guest: str) -> int | None:
     """Drop guest's charge and ask for the ARC maximum the rest call for; (that
     maximum, or None when guest held nothing and others hold charges)."""
-    given: list[int] = []
 
-    def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int]:
+    def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int, int]:
         if guest not in before.charges and before.charges:
             raise _Unchanged
         amounts, arc_max = policy.release(mem, before.amounts(), guest)
-        given.append(arc_max)
-        return _ledger(mem, before, amounts, {}), arc_max
+        return _ledger(mem, before, amounts, {}), arc_max, arc_max
 
     try:
-        epoch, _ = _change(settings, arc_backend, decide)
+        epoch, _, arc_max = _change(settings, arc_backend, decide)
     except _Unchanged:
         return None
     arc_target.wait(settings.run_dir, arc_backend, epoch)
-    return given[0]
+    return arc_max
 
 
 def release(settings: HostSettings, guest: str, say: Say) -> None:
@@ -314,23 +312,20 @@ def reconcile(settings: HostSettings) -> tuple[list[str], list[str]]:
     arc_backend = backend(settings)
     if arc_backend is None:
         return [], []
-    found: list[tuple[list[str], dict[str, Charge]]] = []
 
-    def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int]:
+    def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int, tuple[list[str], list[str]]]:
         stale = before.stale(_guest_running(settings))
         missing = _running_uncharged(settings, before)
-        found[:] = [(stale, missing)]
         if not (stale or missing or not before.charges):
             raise _Unchanged
         amounts, arc_max = policy.reconcile(
             mem, before.amounts(), stale, {g: c.bytes for g, c in missing.items()}
         )
-        return _ledger(mem, before, amounts, missing), arc_max
+        return _ledger(mem, before, amounts, missing), arc_max, (stale, sorted(missing))
 
     try:
-        epoch, _ = _change(settings, arc_backend, decide)
+        epoch, _, (stale, charged) = _change(settings, arc_backend, decide)
     except _Unchanged:
         return [], []
     arc_target.wait(settings.run_dir, arc_backend, epoch)
-    ((stale, missing),) = found
-    return stale, sorted(missing)
+    return stale, charged

@@ -41,8 +41,6 @@ class SharedArcView:
         self._lock = threading.Lock()
         # (when its read began, the ledger's mark then, the ARC)
         self._view: tuple[float, Mark, ArcState] | None = None
-        self.reads = 0
-        """How many times the kstats were really read (for /metrics and the bench)."""
 
     def _ledger(self) -> tuple[Mark, bool]:
         now = memory_ledger.read(self._run_dir)
@@ -73,7 +71,6 @@ class SharedArcView:
         mark, _ = self._ledger()
         began = time.monotonic()
         state = self._backend.read()
-        self.reads += 1
         self._view = (began, mark, state)
         return state
 

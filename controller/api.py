@@ -7,8 +7,9 @@
                                 through the controller's session (one at a time per guest)
   POST /guests/{name}/config    {"set": ["ram=4G", ...]}: `vmbundle set`; a running guest
                                 is refreshed, and the answer says what went live and what waits
-  POST /guests/{name}/start     {"fmri": F, "bundle": PATH, "pid": N}: from the start method,
-                                what its start needs (vmbundle.guest.handoff); 409 with
+  POST /guests/{name}/start     {"fmri": F, "pid": N}: from the start method, what its
+                                start needs (vmbundle.guest.handoff), config/bundle read by
+                                the controller (or given as "bundle": PATH); 409 with
                                 "handoff": false when the method must boot the guest itself,
                                 422 with "exit": the method's exit code when the start is refused
   GET  /guests/{name}/screenshot[?width=N]   PNG of the screen
@@ -420,20 +421,23 @@ async def collect(ctl: Controller) -> list[metrics.Family]:
 # Starts wait on memory admission (the ARC shrinking, up to memory.shrink_timeout):
 # their own threads, so a boot storm does not hold up the controller's other work.
 _STARTS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="start")
+# A start request without "bundle": the controller reads config/bundle itself.
+_READ_IT: Any = object()
 
 
 async def start(request: web.Request) -> web.Response:
     ctl = request.app[CONTROLLER_KEY]
+    asked_at = time.monotonic()
     name = name_of(request)
     body = await json_or_none(request)
     fmri, path, pid = (
-        (body.get("fmri"), body.get("bundle"), body.get("pid"))
+        (body.get("fmri"), body.get("bundle", _READ_IT), body.get("pid"))
         if isinstance(body, dict)
         else (None, None, None)
     )
     if (
         fmri != f"{smf.VM_SERVICE}:{name}"
-        or not (path is None or isinstance(path, str))
+        or not (path is None or path is _READ_IT or isinstance(path, str))
         or not isinstance(pid, int)
         or isinstance(pid, bool)
         or pid <= 1
@@ -441,10 +445,15 @@ async def start(request: web.Request) -> web.Response:
         raise Refused(
             400,
             f'{name}: the body must be JSON like {{"fmri": "{smf.VM_SERVICE}:{name}", '
-            '"bundle": "/path/to/bundle", "pid": 1234}: the start method\'s own request',
+            '"pid": 1234} (and "bundle": "/path/to/bundle" when the caller read '
+            "config/bundle itself): the start method's own request",
         )
+    if path is _READ_IT:
+        try:
+            path = (await ctl.bundle_values.after(asked_at)).get(fmri)
+        except VmbundleError as exc:
+            return web.json_response({"error": str(exc), "handoff": False}, status=409)
     loop = asyncio.get_running_loop()
-    began = time.monotonic()
     try:
         answer = await loop.run_in_executor(
             _STARTS,
@@ -454,7 +463,7 @@ async def start(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc), "handoff": False}, status=409)
     except VmbundleError as exc:
         return web.json_response({"error": str(exc), "exit": exc.exit_code}, status=422)
-    took = round((time.monotonic() - began) * 1000, 1)
+    took = round((time.monotonic() - asked_at) * 1000, 1)
     ctl.log.info("start.handed_off", vm=name, fmri=fmri, pid=pid, ms=took)
     return web.json_response(answer)
 

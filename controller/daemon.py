@@ -22,6 +22,7 @@ from typing import Any
 from vmbundle.adapters import smf
 from vmbundle.controller import plan, policy, world
 from vmbundle.controller.bus import EventBus
+from vmbundle.controller.fresh_read import FreshRead
 from vmbundle.controller.policy import Reaction
 from vmbundle.controller.serial import SerialConsole
 from vmbundle.controller.session import CommandFailed, GuestSession, NotConnected
@@ -74,6 +75,9 @@ class Controller:
         self.passes = 0
         self.started = time.time()
         self._bundle_paths: dict[str, str] = {}
+        # config/bundle of every instance, for the starts the controller prepares:
+        # read after each start asked, so an edit made before `svcadm enable` counts.
+        self.bundle_values = FreshRead(smf.bundle_paths)
         self._paths_stale = True
         self._bundles_dirty = True
         self._next_full = 0.0

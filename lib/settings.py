@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import ipaddress
-import os
 import re
 import tomllib
 from collections.abc import Callable
@@ -18,18 +17,19 @@ from typing import Any
 
 import attrs
 
+from vmbundle import config_path
 from vmbundle.errors import ConfigError
 from vmbundle.memory import policy
 from vmbundle.units import parse_size
 
-DEFAULT_PATH = Path("/etc/vmbundle/vmbundle.toml")
+DEFAULT_PATH = config_path.DEFAULT_PATH
 
 
 @attrs.frozen
 class HostSettings:
     bundle_roots: tuple[str, ...] = ()
     iso_dirs: tuple[Path, ...] = ()
-    run_dir: Path = Path("/var/run/vmbundle")
+    run_dir: Path = config_path.DEFAULT_RUN_DIR
     qemu_binary: str = "qemu-system-x86_64"
     qemu_img: str = "qemu-img"
     accelerator: str = "auto"
@@ -313,9 +313,8 @@ def parse(doc: dict[str, Any], source: Path | None) -> HostSettings:
 def load(path: Path | None = None) -> HostSettings:
     """The host configuration from path, $VMBUNDLE_CONFIG or the default file."""
     if path is None:
-        env = os.environ.get("VMBUNDLE_CONFIG")
-        path = Path(env) if env else DEFAULT_PATH
-        if not env and not path.exists():
+        path, named = config_path.chosen()
+        if not named and not path.exists():
             return HostSettings()
     try:
         with path.open("rb") as f:

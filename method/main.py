@@ -4,8 +4,10 @@ The instance comes from $SMF_FMRI. Output goes to the instance's log, one line
 per event; a failure's exit status is the SMF code its cause deserves (96 for
 a bad configuration: maintenance at once; 1 for what a retry may cure).
 
-Speed matters here (a guest's start waits on it), so the svcprop call begins
-before anything heavy is imported, and each method imports only its own steps.
+Speed matters here (a guest's start waits on it): each method imports only its
+own steps; the start asks the controller first (vmbundle.method.quick), and
+only without one reads config/bundle itself, its svcprop begun before the
+heavy imports.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 USAGE = "usage: vmbundle-method start|stop|refresh  (run by SMF with SMF_FMRI set)"
 
@@ -31,34 +34,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"vmbundle-method {args[0]}: SMF_FMRI is not set; the methods run under SMF")
         return 99  # SMF_EXIT_ERR_NOSMF
     from vmbundle.adapters import smf
-
-    # Begun now, read once the modules below are imported.
-    bundle_read = smf.PropertyRead(fmri, smf.BUNDLE_PROPERTY) if args[0] != "stop" else None
-
     from vmbundle.errors import HostFault, VmbundleError
 
+    run_dir = None
     try:
         if args[0] == "start":
-            from vmbundle import settings
+            from vmbundle import config_path
             from vmbundle.method import quick
 
-            assert bundle_read is not None
-            value = bundle_read.value()
+            run_dir = config_path.run_dir()
             name = smf.instance_name(fmri)
-            host_settings = settings.load(None)
-            code = quick.start(fmri, name, value, host_settings.run_dir, say)
-            if code is not None:
-                return code
+            if run_dir is not None:
+                code = quick.start(fmri, name, run_dir, say)
+                if code is not None:
+                    return code
+            # Begun now, read once the modules below are imported.
+            bundle_read = smf.PropertyRead(fmri, smf.BUNDLE_PROPERTY)
+            from vmbundle import settings
             from vmbundle.method import start
 
-            return start.start(fmri, value, host_settings, say)
+            host_settings = settings.load(None)
+            run_dir = host_settings.run_dir
+            return start.start(fmri, bundle_read.value(), host_settings, say)
         if args[0] == "stop":
             from vmbundle.method import stop
 
             return stop.stop(fmri, say)
+        bundle_read = smf.PropertyRead(fmri, smf.BUNDLE_PROPERTY)
         from vmbundle.method import refresh
 
-        assert bundle_read is not None
         return refresh.refresh(fmri, bundle_read, say)
     except VmbundleError as exc:
         say(str(exc))
@@ -70,22 +74,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(str(fault))
         return fault.exit_code
     finally:
-        _nudge(fmri)
+        _nudge(fmri, run_dir)
 
 
-def _nudge(fmri: str) -> None:
+def _nudge(fmri: str, run_dir: Path | None) -> None:
     """Whatever the method did, the instance is moving: the controller looks now
     rather than at its next pass (a datagram; nothing when none listens)."""
-    from vmbundle import settings
+    from vmbundle import config_path
     from vmbundle.adapters import smf
-    from vmbundle.errors import VmbundleError
     from vmbundle.service.controller import nudge
 
-    try:
-        run_dir = settings.load(None).run_dir
-    except (VmbundleError, OSError):
-        return
-    nudge(run_dir, smf.instance_name(fmri))
+    run_dir = run_dir or config_path.run_dir()
+    if run_dir is not None:
+        nudge(run_dir, smf.instance_name(fmri))
 
 
 def run() -> None:

@@ -1,7 +1,9 @@
 """The start method's quick path: the running controller prepares the start in
 one request (POST /guests/NAME/start, vmbundle.guest.handoff), and this process
 only execs QEMU, waits until QMP says the guest runs, and writes the boot
-record. It imports next to nothing: the controller has done the rest.
+record. It imports next to nothing (no attrs, no http.client, not the host
+configuration's parser): the controller has done the rest, down to reading the
+instance's config/bundle, which it reads once for all the starts asking at once.
 
 No controller, one that did not answer (it is restarting), or one that answers
 that this start is the method's own: None, and the method boots the guest
@@ -28,12 +30,12 @@ from vmbundle.service.controller import ControllerPaths
 Say = Callable[[str], None]
 
 
-def start(fmri: str, name: str, bundle_value: str | None, run_dir: Path, say: Say) -> int | None:
+def start(fmri: str, name: str, run_dir: Path, say: Say) -> int | None:
     """The method's exit code, or None when the method must boot the guest itself."""
     api = ControllerPaths.under(run_dir).api_socket
-    asked = {"fmri": fmri, "bundle": bundle_value, "pid": os.getpid()}
+    asked = {"fmri": fmri, "pid": os.getpid()}
     try:
-        answer = controller_api.post_json(
+        answer = controller_api.post_quick(
             api, f"/guests/{name}/start", asked, timeout=running.BOOT_SECONDS
         )
     except controller_api.ControllerDown:
@@ -43,7 +45,12 @@ def start(fmri: str, name: str, bundle_value: str | None, run_dir: Path, say: Sa
         if exc.status == 422 and isinstance(code, int):
             say(str(exc))
             return code
-        return None  # the method's own start (409), or a controller that lacks the path
+        if exc.status != 409:  # 409: the method's own start, as the controller said
+            say(
+                f"{name}: the vmbundle controller refused to prepare the start ({exc}); "
+                "starting without it"
+            )
+        return None
     except VmbundleError as exc:
         say(f"{name}: {exc}; starting without it")
         return None

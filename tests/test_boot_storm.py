@@ -227,3 +227,32 @@ def test_a_start_whose_controller_dies_mid_request_still_succeeds(host: ServiceH
         host.run("svcadm", "disable", "-t", *(f"{VM}:{n}" for n in [*names, late]))
         for name in [*names, late]:
             host.wait_state(name, "disabled", timeout=120)
+
+
+def test_the_controller_reads_config_bundle_as_it_is_when_the_start_asks(
+    host: ServiceHost,
+) -> None:
+    """The quick path's method sends no config/bundle: the controller reads it, in
+    a read begun after the start asked, never one kept from an earlier start."""
+    name = NAMES[4]
+    fmri = f"{VM}:{name}"
+    kept = host.run("svcprop", "-p", "config/bundle", fmri).stdout.strip()
+    elsewhere = "/var/tmp/vmbundle-no-such-bundle"
+    try:
+        host.run("svcadm", "enable", "-s", "-t", fmri)
+        assert name in handed_off(host), host.log(name)
+        host.run("svcadm", "disable", "-s", "-t", fmri)
+        host.run("svccfg", "-s", fmri, "setprop", "config/bundle", "=", "astring:", elsewhere)
+        host.run("svcadm", "refresh", fmri)
+        handed_before = handed_off(host)
+        host.run("svcadm", "enable", "-t", fmri)
+        host.wait_state(name, "maintenance", timeout=120)
+        assert elsewhere in host.log(name).splitlines()[-2], host.log(name)
+        assert handed_off(host) == handed_before
+    finally:
+        host.run("svcadm", "disable", "-t", fmri)
+        host.run("svccfg", "-s", fmri, "setprop", "config/bundle", "=", "astring:", kept)
+        host.run("svcadm", "refresh", fmri)
+        if host.state_of(name).startswith("maintenance"):
+            host.run("svcadm", "clear", fmri)
+        host.wait_state(name, "disabled", timeout=120)

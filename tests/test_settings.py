@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vmbundle import settings
+from vmbundle import config_path, settings
 from vmbundle.errors import ConfigError
 from vmbundle.memory.policy import GiB, MiB, OverheadModel
 
@@ -182,3 +182,40 @@ def test_bad_keys_and_values_are_named(tmp_path: Path, text: str, message: str) 
 def test_missing_named_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such configuration file"):
         settings.load(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "/var/run/vmbundle"),
+        ('[run]\ndir = "/tmp/elsewhere"\n', "/tmp/elsewhere"),
+        ('[qemu]\nbinary = "qemu-kvm"\n', "/var/run/vmbundle"),
+        ('[run]\ndir = "relative"\n', None),
+        ("[run]\ndir = 3\n", None),
+        ("run = 3\n", None),
+        ("[run\n", None),
+    ],
+)
+def test_the_quick_path_reads_the_run_directory_as_the_settings_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, expected: str | None
+) -> None:
+    """config_path.run_dir, which the start method's quick path uses instead of
+    settings.load, gives the same directory, or None (the full load then says
+    what is wrong) wherever settings.load refuses the file."""
+    path = tmp_path / "vmbundle.toml"
+    path.write_text(text)
+    monkeypatch.setenv("VMBUNDLE_CONFIG", str(path))
+    found = config_path.run_dir()
+    assert found == (Path(expected) if expected else None)
+    if expected is None:
+        with pytest.raises(ConfigError):
+            settings.load(None)
+    else:
+        assert settings.load(None).run_dir == found
+
+
+def test_the_quick_path_takes_a_named_file_that_is_missing_as_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMBUNDLE_CONFIG", str(tmp_path / "missing.toml"))
+    assert config_path.run_dir() is None

@@ -10,15 +10,15 @@ Tests and devhosts point run_dir elsewhere, so every path derives from it.
 from __future__ import annotations
 
 from pathlib import Path
-
-import attrs
+from typing import NamedTuple
 
 # QEMU refuses UNIX socket paths of 108 bytes or more (sun_path).
 MAX_SOCKET_PATH = 107
 
 
-@attrs.frozen
-class RunPaths:
+class RunPaths(NamedTuple):
+    # A NamedTuple, not an attrs class: the start method's quick path imports this
+    # module, and attrs alone costs it some 15 ms of the time a bare QEMU is held to.
     dir: Path
 
     @classmethod

@@ -109,6 +109,11 @@ class IllumosArc:
 
     def __init__(self, *, use_zfscache: bool | None = None) -> None:
         self._use_zfscache = use_zfscache
+        # Where each statistic's word is, looked up once by this process (one
+        # `mdb -k` fewer at each setting in the long-lived controller): arc_stats
+        # is a static of the zfs module, which modunload refuses while a pool is
+        # imported, and vmbundle runs from one.
+        self._addresses: dict[str, int] = {}
 
     def read(self) -> ArcState:
         return self._snapshot().state
@@ -144,9 +149,11 @@ class IllumosArc:
         writes = mdb_writes(c_max, c=snap.state.c, p=snap.p, old_c_max=snap.state.c_max)
         if not writes:
             return
-        addresses = mdb.addresses_of([stat for stat, _ in writes])
+        unknown = [stat for stat, _ in writes if stat not in self._addresses]
+        if unknown:
+            self._addresses.update(mdb.addresses_of(unknown))
         for stat, value in writes:
-            mdb.write_u64(addresses[stat], value)
+            mdb.write_u64(self._addresses[stat], value)
 
     def _set_with_zfscache(self, c_max: int, state: ArcState) -> None:
         # The ioctl sets both bounds; the minimum stays where it is. The kernel

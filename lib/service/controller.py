@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import socket
 from pathlib import Path
-
-import attrs
+from typing import NamedTuple
 
 DIR_NAME = "_controller"
 
 
-@attrs.frozen
-class ControllerPaths:
+class ControllerPaths(NamedTuple):
+    # Not attrs, for the start method's quick path (as vmbundle.guest.rundir.RunPaths).
     dir: Path
 
     @classmethod

@@ -449,6 +449,11 @@ async def start(request: web.Request) -> web.Response:
             "config/bundle itself): the start method's own request",
         )
     if path is _READ_IT:
+        if ctl.arc_view is not None:
+            # The ARC is read meanwhile, kstat beside svcprop: the admission's own
+            # read then finds the view fresh, or waits for this one (the view's
+            # lock). Its result is not needed here.
+            _STARTS.submit(ctl.arc_view.read)
         try:
             path = (await ctl.bundle_values.after(asked_at)).get(fmri)
         except VmbundleError as exc:

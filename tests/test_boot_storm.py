@@ -145,10 +145,14 @@ def test_sixteen_guests_at_once_on_room_for_ten(host: ServiceHost, controller: s
             assert lines, host.log(name)
             assert lines[-1].split("] ", 1)[-1].startswith(f"{name}: not enough memory: needs ")
         # With the controller, each start went its quick path (the controller
-        # prepared it); without, the method's own.
+        # prepared it); without, the method's own. A guest may be prepared twice:
+        # a start SMF retried (seen twice in some 20 runs beside other tests, the
+        # guest online in the end; perhaps a VNC port another host's test took
+        # between the allocation and QEMU's bind).
         handed = handed_off(host)[len(handed_before) :]
         if controller == "running":
-            assert sorted(handed) == online
+            retried = {n: host.log(n) for n in handed if handed.count(n) > 1}
+            assert sorted(set(handed)) == online, retried
         else:
             assert handed == []
         assert sampler.samples > 100

@@ -9,7 +9,7 @@
                                 is refreshed, and the answer says what went live and what waits
   POST /guests/{name}/start     {"fmri": F, "pid": N}: from the start method, what its
                                 start needs (vmbundle.guest.handoff), config/bundle read by
-                                the controller (or given as "bundle": PATH); 409 with
+                                the controller; 409 with
                                 "handoff": false when the method must boot the guest itself,
                                 422 with "exit": the method's exit code when the start is refused
   GET  /guests/{name}/screenshot[?width=N]   PNG of the screen
@@ -421,8 +421,6 @@ async def collect(ctl: Controller) -> list[metrics.Family]:
 # Starts wait on memory admission (the ARC shrinking, up to memory.shrink_timeout):
 # their own threads, so a boot storm does not hold up the controller's other work.
 _STARTS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="start")
-# A start request without "bundle": the controller reads config/bundle itself.
-_READ_IT: Any = object()
 
 
 async def start(request: web.Request) -> web.Response:
@@ -430,14 +428,9 @@ async def start(request: web.Request) -> web.Response:
     asked_at = time.monotonic()
     name = name_of(request)
     body = await json_or_none(request)
-    fmri, path, pid = (
-        (body.get("fmri"), body.get("bundle", _READ_IT), body.get("pid"))
-        if isinstance(body, dict)
-        else (None, None, None)
-    )
+    fmri, pid = (body.get("fmri"), body.get("pid")) if isinstance(body, dict) else (None, None)
     if (
         fmri != f"{smf.VM_SERVICE}:{name}"
-        or not (path is None or path is _READ_IT or isinstance(path, str))
         or not isinstance(pid, int)
         or isinstance(pid, bool)
         or pid <= 1
@@ -445,19 +438,17 @@ async def start(request: web.Request) -> web.Response:
         raise Refused(
             400,
             f'{name}: the body must be JSON like {{"fmri": "{smf.VM_SERVICE}:{name}", '
-            '"pid": 1234} (and "bundle": "/path/to/bundle" when the caller read '
-            "config/bundle itself): the start method's own request",
+            '"pid": 1234}: the start method\'s own request',
         )
-    if path is _READ_IT:
-        if ctl.arc_view is not None:
-            # The ARC is read meanwhile, kstat beside svcprop: the admission's own
-            # read then finds the view fresh, or waits for this one (the view's
-            # lock). Its result is not needed here.
-            _STARTS.submit(ctl.arc_view.read)
-        try:
-            path = (await ctl.bundle_values.after(asked_at)).get(fmri)
-        except VmbundleError as exc:
-            return web.json_response({"error": str(exc), "handoff": False}, status=409)
+    if ctl.arc_view is not None:
+        # The ARC is read meanwhile, kstat beside svcprop: the admission's own
+        # read then finds the view fresh, or waits for this one (the view's
+        # lock). Its result is not needed here.
+        _STARTS.submit(ctl.arc_view.read)
+    try:
+        path = (await ctl.bundle_values.after(asked_at)).get(fmri)
+    except VmbundleError as exc:
+        return web.json_response({"error": str(exc), "handoff": False}, status=409)
     loop = asyncio.get_running_loop()
     try:
         answer = await loop.run_in_executor(

@@ -56,6 +56,10 @@ def _down(path: Path, why: str) -> ControllerDown:
     )
 
 
+def _no_answer(why: object) -> VmbundleError:
+    return VmbundleError(f"the vmbundle controller did not answer: {why}")
+
+
 def _refused(status: int, text: bytes) -> Refused:
     try:
         answer = json.loads(text)
@@ -87,7 +91,7 @@ def _open(
         raise
     except (OSError, http.client.HTTPException) as exc:
         conn.close()
-        raise VmbundleError(f"the vmbundle controller did not answer: {exc}") from None
+        raise _no_answer(exc) from None
     if response.status >= 400:
         text = response.read()
         conn.close()
@@ -105,21 +109,16 @@ def post_quick(path: Path, target: str, body: Any, timeout: float) -> Any:
         f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
-    try:
-        sock = _unix_socket(path, timeout)
-    except OSError as exc:
-        raise VmbundleError(f"the vmbundle controller did not answer: {exc}") from None
     chunks = []
     try:
-        sock.sendall(head + data)
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        with _unix_socket(path, timeout) as sock:
+            sock.sendall(head + data)
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
     except OSError as exc:
-        raise VmbundleError(f"the vmbundle controller did not answer: {exc}") from None
-    finally:
-        sock.close()
+        raise _no_answer(exc) from None
     if not chunks:  # a controller that ended (a restart, a kill) while it held the request
-        raise VmbundleError("the vmbundle controller did not answer: it closed the connection")
+        raise _no_answer("it closed the connection")
     status, text = _parse_answer(b"".join(chunks))
     if status >= 400:
         raise _refused(status, text)
@@ -129,10 +128,13 @@ def post_quick(path: Path, target: str, body: Any, timeout: float) -> Any:
 def _parse_answer(raw: bytes) -> tuple[int, bytes]:
     """(status, body) of one HTTP/1.1 answer with a Content-Length."""
     head, sep, body = raw.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    fields = dict(line.partition(b":")[::2] for line in lines[1:])
-    length = {k.strip().lower(): v.strip() for k, v in fields.items()}.get(b"content-length")
+    status_line, *fields = head.split(b"\r\n")
+    parts = status_line.split(b" ", 2)
+    length = None
+    for field in fields:
+        key, _, value = field.partition(b":")
+        if key.strip().lower() == b"content-length":
+            length = value.strip()
     if not sep or len(parts) < 2 or not parts[1].isdigit() or length is None:
         raise VmbundleError(f"the vmbundle controller's answer is not understood: {raw[:200]!r}")
     if not length.isdigit() or len(body) < int(length):

@@ -19,17 +19,16 @@ made up, in the kernel's data range, and stable for a state directory.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
+# No attrs, and hashlib and tempfile only where they are used: kstat and mdb,
+# which the product's controller runs many times a second, import this module.
 
 PAGESIZE = 4096
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
@@ -88,8 +87,7 @@ class KernelMissing(Exception):
     """No kernel.json: the devhost was never brought up."""
 
 
-@attrs.frozen
-class Arc:
+class Arc(NamedTuple):
     p: int
     c: int
     c_min: int
@@ -105,8 +103,7 @@ class Arc:
         return max(self.c, self.size - evicted)
 
 
-@attrs.frozen
-class Kernel:
+class Kernel(NamedTuple):
     physmem: int  # bytes, a whole number of pages
     boot_time: float  # wall-clock seconds
     arc_stats_addr: int
@@ -142,6 +139,8 @@ def arc_init_defaults(physmem: int) -> tuple[int, int]:
 
 
 def arc_stats_address(state_dir: Path) -> int:
+    import hashlib  # only at boot
+
     digest = hashlib.sha256(str(Path(state_dir).absolute()).encode()).digest()
     return _KERNEL_DATA_BASE + (int.from_bytes(digest[:2], "big") << 6)
 
@@ -208,8 +207,8 @@ def poke(state_dir: Path, stat: str, value: int, now: float | None = None) -> Ke
         kernel = read(state_dir)
         arc = kernel.arc
         # The eviction so far happened under the old target; go on from there.
-        arc = attrs.evolve(arc, size=arc.size_now(now), at=now, **{stat: value})
-        kernel = attrs.evolve(kernel, arc=arc)
+        arc = arc._replace(size=arc.size_now(now), at=now, **{stat: value})
+        kernel = kernel._replace(arc=arc)
         _write(state_dir, kernel)
     return kernel
 
@@ -218,8 +217,8 @@ def set_shrink_speed(state_dir: Path, speed: int, now: float | None = None) -> K
     now = time.time() if now is None else now
     with _locked(state_dir):
         kernel = read(state_dir)
-        arc = attrs.evolve(kernel.arc, size=kernel.arc.size_now(now), at=now, shrink_speed=speed)
-        kernel = attrs.evolve(kernel, arc=arc)
+        arc = kernel.arc._replace(size=kernel.arc.size_now(now), at=now, shrink_speed=speed)
+        kernel = kernel._replace(arc=arc)
         _write(state_dir, kernel)
     return kernel
 
@@ -231,8 +230,8 @@ def fill(state_dir: Path, now: float | None = None) -> Kernel:
     with _locked(state_dir):
         kernel = read(state_dir)
         top = kernel.arc.c_max
-        arc = attrs.evolve(kernel.arc, c=top, p=min(kernel.arc.p, top // 2), size=top, at=now)
-        kernel = attrs.evolve(kernel, arc=arc)
+        arc = kernel.arc._replace(c=top, p=min(kernel.arc.p, top // 2), size=top, at=now)
+        kernel = kernel._replace(arc=arc)
         _write(state_dir, kernel)
     return kernel
 
@@ -249,6 +248,8 @@ def _locked(state_dir: Path) -> Iterator[None]:
 
 
 def _write(state_dir: Path, kernel: Kernel) -> None:
+    import tempfile  # only for a write, not for every kstat
+
     fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".kernel.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
@@ -266,7 +267,7 @@ def _to_doc(kernel: Kernel) -> dict[str, Any]:
         "pagesize": PAGESIZE,
         "boot_time": kernel.boot_time,
         "arc_stats_addr": f"{kernel.arc_stats_addr:#x}",
-        "arc": attrs.asdict(kernel.arc),
+        "arc": kernel.arc._asdict(),
     }
 
 

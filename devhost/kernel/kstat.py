@@ -18,8 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import attrs
+from typing import NamedTuple
 
 from devhost.getopt import BAD, getopt
 from devhost.kernel import arc
@@ -50,8 +49,7 @@ class HrTime(int):
 Value = int | str | HrTime
 
 
-@attrs.frozen
-class Kstat:
+class Kstat(NamedTuple):
     module: str
     instance: int
     name: str
@@ -60,16 +58,14 @@ class Kstat:
     stats: dict[str, Value]  # the pseudo-statistics included
 
 
-@attrs.frozen
-class Selector:
+class Selector(NamedTuple):
     module: str = "*"
     instance: str = "*"
     name: str = "*"
     statistic: str = "*"
 
 
-@attrs.frozen
-class Options:
+class Options(NamedTuple):
     parseable: bool = False  # -p, also set by -C and -l
     colon: bool = False  # -C
     names_only: bool = False  # -l
@@ -118,8 +114,7 @@ def _matcher(pattern: str) -> Callable[[str], bool]:
     return lambda s: fnmatch.fnmatchcase(s, pattern)
 
 
-@attrs.frozen
-class _Compiled:
+class _Compiled(NamedTuple):
     module: Callable[[str], bool]
     instance: Callable[[str], bool]
     name: Callable[[str], bool]
@@ -233,12 +228,12 @@ def _json_header(ks: Kstat) -> str:
 # --- the command line ---------------------------------------------------------------
 
 
-@attrs.frozen
-class Invocation:
+class Invocation(NamedTuple):
     opts: Options
     selectors: list[Selector]
     interval: int
-    count: int  # -1: forever
+    # -1: forever. The field hides tuple.count, which nothing here calls.
+    count: int  # type: ignore[assignment]
 
 
 def parse_args(argv: Sequence[str]) -> Invocation | int:
@@ -254,29 +249,29 @@ def parse_args(argv: Sequence[str]) -> Invocation | int:
             sys.stderr.write(USAGE)
             return 0
         if c == "C":
-            opts = attrs.evolve(opts, parseable=True, colon=True)
+            opts = opts._replace(parseable=True, colon=True)
         elif c == "q":
-            opts = attrs.evolve(opts, quiet=True)
+            opts = opts._replace(quiet=True)
         elif c == "j":
-            opts = attrs.evolve(opts, json=True)
+            opts = opts._replace(json=True)
         elif c == "l":
-            opts = attrs.evolve(opts, parseable=True, names_only=True)
+            opts = opts._replace(parseable=True, names_only=True)
         elif c == "p":
-            opts = attrs.evolve(opts, parseable=True)
+            opts = opts._replace(parseable=True)
         elif c == "V":
             # kstat(8) of 2025: "-p [-V] ... only values are displayed"; the source
             # of that version was not available, so -V alone does nothing here.
-            opts = attrs.evolve(opts, values_only=True)
+            opts = opts._replace(values_only=True)
         elif c == "T":
             if arg and arg[0] in "du":
-                opts = attrs.evolve(opts, timestamp=arg[0])
+                opts = opts._replace(timestamp=arg[0])
             else:
                 bad = True
         elif c == "c":
-            opts = attrs.evolve(opts, klass=arg or "")
+            opts = opts._replace(klass=arg or "")
         elif c in "mins":
             field = {"m": "module", "i": "instance", "n": "name", "s": "statistic"}[c]
-            named = attrs.evolve(named, **{field: arg or ""})
+            named = named._replace(**{field: arg or ""})
             named_given = True
     if opts.quiet and (opts.json or opts.parseable):
         sys.stderr.write("-q and -lpj are mutually exclusive\n")

@@ -25,8 +25,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-import attrs
+from typing import NamedTuple
 
 from devhost.getopt import BAD, getopt
 from devhost.kernel import arc
@@ -88,8 +87,7 @@ def _warn(message: str, err: str | None = None) -> None:
 # --- the kernel's types, as CTF would describe them ---------------------------------
 
 
-@attrs.frozen
-class IntType:
+class IntType(NamedTuple):
     name: str
     size: int
     signed: bool
@@ -111,8 +109,7 @@ _VALUE_UNION = "union {...}"
 KSTAT_DATA_UINT64 = 4
 
 
-@attrs.frozen
-class Leaf:
+class Leaf(NamedTuple):
     """An integer reached through a member path: where it is and how to print it."""
 
     addr: int

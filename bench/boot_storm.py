@@ -32,6 +32,13 @@ the log cannot see (measured apart, per run). The storm less that busy time is a
 rough figure for illumos: it assumes the tools' time is all on the critical path
 and that C tools cost nothing.
 
+Where the CPU goes (bench/cpu_account.py): the host's busy CPU-seconds in each
+timed window of both, split by who spent them (QEMU, the start methods, the
+controller and its tools, the devhost's restarter and contract holders,
+zfs-fuse). On this 2-core machine a storm is CPU-bound: it cannot end sooner
+than its CPU-seconds over the cores, and the split says whose work that is
+(the restarter, holders and tools are the emulation's, not the product's).
+
 It reports; it asserts nothing. Everything it starts is stopped by pid, the devhost
 taken down and its state removed, also on an error or Ctrl-C.
 
@@ -69,6 +76,7 @@ from vmbundle.vm.bundle import Bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu_account
 from start_method import (
     TARGET_RATIO,
     VMBUNDLE,
@@ -113,6 +121,8 @@ class Storm:
         self.method_argv: dict[str, list[str]] = {}
         self.bare: list[subprocess.Popen[bytes]] = []
         self.tool_log = state / "tool-log.jsonl"
+        # CPU seconds by who spent them, one dict per timed window (cpu_account)
+        self.cpu: dict[str, list[dict[str, float]]] = {"storm": [], "bare": []}
 
     # -- logs ------------------------------------------------------------------
 
@@ -206,6 +216,7 @@ class Storm:
     def storm(self) -> tuple[float, float, tuple[float, float]]:
         """One `svcadm enable -t` of every guest: (ms to all online, ms to svcadm's
         exit, (wall start, wall end) of the storm); then all stopped, untimed."""
+        cpu = cpu_account.Window()
         start_wall = time.time()
         start = time.perf_counter()
         proc = subprocess.Popen(
@@ -230,6 +241,7 @@ class Storm:
             self.wait_states("online", "the storm", also=svcadm_exited)
             ms = (time.perf_counter() - start) * 1000
             end_wall = time.time()
+            self.cpu["storm"].append(cpu.end())
         finally:
             if proc.poll() is None:
                 proc.kill()  # the svcadm we started
@@ -325,6 +337,7 @@ class Storm:
                 all_running.release()
 
         threads = []
+        cpu = cpu_account.Window()
         start = time.perf_counter()
         try:
             for name in self.names:
@@ -343,6 +356,7 @@ class Storm:
                 threads.append(thread)
             for _ in self.names:
                 all_running.acquire()
+            spent = cpu.end()
             quit_now.set()
             for thread in threads:
                 thread.join(timeout=30)
@@ -350,6 +364,7 @@ class Storm:
                 name, exc = next(iter(errors.items()))
                 raise RuntimeError(f"bare QEMU of {name}:\n{exc}\n{self.log_tail()}")
             ms = (max(running.values()) - start) * 1000
+            self.cpu["bare"].append(spent)
             for proc in self.bare:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=15)
@@ -494,6 +509,7 @@ def measure(storm: Storm, runs: int, controller: bool) -> int:
     bare_retried(storm)
 
     storm.log_tools(True)
+    storm.cpu = {"storm": [], "bare": []}  # not the warm-up's
     times: dict[str, list[float]] = {"storm": [], "bare": [], "svcadm": []}
     windows: list[tuple[float, float]] = []
     for _ in range(runs):
@@ -514,6 +530,14 @@ def measure(storm: Storm, runs: int, controller: bool) -> int:
     print(summary(f"bare QEMU x{n}", times["bare"]) + "  all at once, to all running")
     print(f"  ratio {ratio:.2f} (target {TARGET_RATIO:.1f} or less): {verdict}")
     print(summary("svcadm enable -t", times["svcadm"]) + "  its own exec to exit")
+
+    cores = os.cpu_count() or 1
+    print("  the storm's CPU, median of each:")
+    for line in cpu_account.report(storm.cpu["storm"], storm_ms / 1000, cores):
+        print(line)
+    print("  the bare QEMUs' CPU, median of each:")
+    for line in cpu_account.report(storm.cpu["bare"], bare_ms / 1000, cores):
+        print(line)
 
     # The median storm (the lower of the two middle ones for an even count).
     order = sorted(range(runs), key=lambda i: times["storm"][i])

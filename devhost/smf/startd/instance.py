@@ -192,7 +192,56 @@ def write_restarter(
             dels.discard(name)
             sets[name] = prop
         return
-    repo.update(lambda doc: _apply(doc, fmri, props, delete))
+    _group_commit(repo, (fmri, props, tuple(delete)))
+
+
+_Write = tuple[Fmri, dict[str, Prop], tuple[str, ...]]
+
+
+class _Queued:
+    def __init__(self, write: _Write) -> None:
+        self.write = write
+        self.done = False
+        self.error: BaseException | None = None
+
+
+_queue_lock = threading.Lock()  # guards _queued
+_queued: dict[Path, list[_Queued]] = {}
+_writers: dict[Path, threading.Lock] = {}
+
+
+def _group_commit(repo: Repository, write: _Write) -> None:
+    """The write, made by this thread or by another one writing at the same
+    time: method threads that finish together (a boot storm) share one
+    repository edit, in the order they asked, rather than each rewriting it;
+    returns once the write is in the repository."""
+    me = _Queued(write)
+    with _queue_lock:
+        _queued.setdefault(repo.path, []).append(me)
+        writer = _writers.setdefault(repo.path, threading.Lock())
+    with writer:
+        if not me.done:
+            with _queue_lock:
+                batch, _queued[repo.path] = _queued[repo.path], []
+            try:
+                repo.update(lambda doc: _apply_queued(doc, batch))
+            except BaseException as exc:
+                for q in batch:
+                    q.error = exc
+                raise
+            finally:
+                for q in batch:
+                    q.done = True
+    if me.error is not None:
+        raise me.error
+
+
+def _apply_queued(doc: repository.Doc, batch: list[_Queued]) -> bool:
+    changed = False
+    for q in batch:
+        fmri, props, delete = q.write
+        changed = _apply(doc, fmri, props, delete) or changed
+    return changed
 
 
 def commit_states(

@@ -59,8 +59,8 @@ def snapshot() -> dict[int, Proc]:
         comm = raw[raw.index("(") + 1 : raw.rindex(")")]
         f = raw[raw.rindex(")") + 2 :].split()
         # fields after comm: state=0 ... utime=11 stime=12 cutime=13 cstime=14 starttime=19
-        out[pid] = Proc(int(f[19]), int(f[11]) + int(f[12]), int(f[13]) + int(f[14]), "")
-        out[pid] = out[pid]._replace(kind=kind_of(pid, comm))
+        own, children = int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
+        out[pid] = Proc(int(f[19]), own, children, kind_of(pid, comm))
     return out
 
 

@@ -124,8 +124,9 @@ def batched(repo: Repository, edit: Change | None = None) -> Iterator[None]:
     """Within the block, this thread's write_restarter calls on repo are held
     back and made at its end in one repository edit (with edit, when given), as
     svc.startd commits the states of a pass over many instances without
-    rewriting the repository for each. Other threads (method threads) write as
-    before. Nested: the outer block writes."""
+    rewriting the repository for each. Other threads (method threads) write
+    at once, sharing an edit with those writing at the same time
+    (_group_commit). Nested: the outer block writes."""
     if _held.repo is not None:
         if edit is not None:
             _held.edits.append(edit)
@@ -192,30 +193,27 @@ def write_restarter(
             dels.discard(name)
             sets[name] = prop
         return
-    _group_commit(repo, (fmri, props, tuple(delete)))
-
-
-_Write = tuple[Fmri, dict[str, Prop], tuple[str, ...]]
+    _group_commit(repo, lambda doc: _apply(doc, fmri, props, delete))
 
 
 class _Queued:
-    def __init__(self, write: _Write) -> None:
-        self.write = write
+    def __init__(self, change: Change) -> None:
+        self.change = change
         self.done = False
         self.error: BaseException | None = None
 
 
-_queue_lock = threading.Lock()  # guards _queued
+_queue_lock = threading.Lock()  # guards _queued and _writers
 _queued: dict[Path, list[_Queued]] = {}
 _writers: dict[Path, threading.Lock] = {}
 
 
-def _group_commit(repo: Repository, write: _Write) -> None:
-    """The write, made by this thread or by another one writing at the same
+def _group_commit(repo: Repository, change: Change) -> None:
+    """The change, made by this thread or by another one writing at the same
     time: method threads that finish together (a boot storm) share one
     repository edit, in the order they asked, rather than each rewriting it;
-    returns once the write is in the repository."""
-    me = _Queued(write)
+    returns once the change is in the repository."""
+    me = _Queued(change)
     with _queue_lock:
         _queued.setdefault(repo.path, []).append(me)
         writer = _writers.setdefault(repo.path, threading.Lock())
@@ -224,7 +222,7 @@ def _group_commit(repo: Repository, write: _Write) -> None:
             with _queue_lock:
                 batch, _queued[repo.path] = _queued[repo.path], []
             try:
-                repo.update(lambda doc: _apply_queued(doc, batch))
+                repo.update(lambda doc: _apply_all(doc, {}, [q.change for q in batch]))
             except BaseException as exc:
                 for q in batch:
                     q.error = exc
@@ -234,14 +232,6 @@ def _group_commit(repo: Repository, write: _Write) -> None:
                     q.done = True
     if me.error is not None:
         raise me.error
-
-
-def _apply_queued(doc: repository.Doc, batch: list[_Queued]) -> bool:
-    changed = False
-    for q in batch:
-        fmri, props, delete = q.write
-        changed = _apply(doc, fmri, props, delete) or changed
-    return changed
 
 
 def commit_states(

@@ -11,7 +11,10 @@ methods run (their environment is svc.startd's, which passes nothing else on), t
 path FILE written in `<state>/tool-log.path`, every tool run appends to FILE one
 JSON line, in a single O_APPEND write:
 
-    {"tool": "svcprop", "argv": [argv[0], argv[1]], "start": T0, "end": T1, "pid": PID}
+    {"tool": "svcprop", "argv": ARGV, "start": T0, "end": T1, "pid": PID, "ppid": PPID}
+
+The whole argv and the parent's pid say which caller ran which command (the
+controller's kstat reads, a stop method's own), when a storm is taken apart.
 
 start and end are wall-clock seconds (time.time()) from the script's first line to
 the end of its main(); the interpreter's own start before that line and its exit
@@ -123,7 +126,14 @@ def _append(log: str, name: str, start: float) -> None:
 
     end = time.time()
     line = json.dumps(
-        {"tool": name, "argv": sys.argv[:2], "start": start, "end": end, "pid": os.getpid()}
+        {
+            "tool": name,
+            "argv": sys.argv,
+            "start": start,
+            "end": end,
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+        }
     )
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

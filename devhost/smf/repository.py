@@ -60,11 +60,21 @@ class RepositoryError(Exception):
     pass
 
 
+FileKey = tuple[int, int, int]  # (inode, mtime in ns, size): a version of the file
+
+
+def file_key(st: os.stat_result) -> FileKey:
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 class Repository:
     def __init__(self, state_dir: Path) -> None:
         self.dir = Path(state_dir) / "smf"
         self.path = self.dir / "repository.json"
         self.lock_path = self.dir / "repository.lock"
+        # The document this object last wrote, and the version of the file that
+        # holds it (read_shared).
+        self._written: tuple[FileKey, Doc] | None = None
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -77,6 +87,23 @@ class Repository:
         except FileNotFoundError:
             return {"services": {}}
         return doc
+
+    def read_shared(self, key: FileKey | None = None) -> Doc:
+        """The repository for a reader that changes nothing: when the file is
+        still the version this object last wrote (key, or as stat finds it),
+        the document written, not parsed again. The restarter's passes and
+        method threads read the repository after each of its own writes, and
+        a parse of a boot storm's repository is some milliseconds each time."""
+        written = self._written
+        if written is not None:
+            if key is None:
+                try:
+                    key = file_key(self.path.stat())
+                except FileNotFoundError:
+                    return {"services": {}}
+            if key == written[0]:
+                return written[1]
+        return self.read()
 
     @contextmanager
     def edit(self) -> Iterator[Doc]:
@@ -114,7 +141,11 @@ class Repository:
             # One dumps() is several times faster than dump() writing piece by piece.
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(doc, separators=(",", ":")))
+                f.flush()
+                key = file_key(os.fstat(f.fileno()))
             os.replace(tmp, self.path)
+            # The writer is done with doc: from now on it is only read.
+            self._written = (key, doc)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -7,6 +7,8 @@ import os
 import signal
 import string
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import attrs
@@ -17,10 +19,11 @@ from hypothesis import strategies as st
 from devhost import zfspool
 from devhost.smf import notify
 from devhost.smf.fmri import Fmri, file_path, parse
+from devhost.smf.repository import Doc, Repository
 from devhost.smf.startd import config, graph, methods
 from devhost.smf.startd.config import Dependency, Style
 from devhost.smf.startd.instance import Instance
-from devhost.smf.startd.runner import rate_critical
+from devhost.smf.startd.runner import Bell, rate_critical
 
 INST = parse("svc:/system/vm:web01")
 
@@ -276,3 +279,39 @@ def test_file_fmri_path_is_read_as_libscf_does(text: str, path: str | None) -> N
     # One parser for the restarter's path dependencies, svcs -l/-x, svcadm and
     # manifests' fmri values.
     assert file_path(text) == path
+
+
+def test_a_shared_read_is_the_document_written_until_another_writer_replaces_it(
+    tmp_path: Path,
+) -> None:
+    ours, theirs = Repository(tmp_path), Repository(tmp_path)
+    ours.update(lambda doc: doc.setdefault("services", {}).setdefault("a", {}) == {})
+    shared = ours.read_shared()
+    assert shared is ours.read_shared()  # not parsed again
+    assert shared == ours.read()
+    assert ours.read() is not shared  # a writer's read is its own copy
+
+    def other(doc: Doc) -> bool:
+        doc["services"]["b"] = {}
+        return True
+
+    theirs.update(other)
+    seen = ours.read_shared()
+    assert seen is not shared and set(seen["services"]) == {"a", "b"}
+
+
+def test_a_bell_wakes_a_waiter_rung_after_its_mark_and_not_one_rung_before() -> None:
+    bell = Bell()
+    mark = bell.mark()
+    bell.ring()  # between the look and the wait: not lost
+    began = time.monotonic()
+    bell.wait(mark, 5.0)
+    assert time.monotonic() - began < 1.0
+    mark = bell.mark()
+    began = time.monotonic()
+    bell.wait(mark, 0.2)  # nothing rang: the timeout
+    assert time.monotonic() - began >= 0.2
+    threading.Timer(0.05, bell.ring).start()
+    began = time.monotonic()
+    bell.wait(bell.mark(), 5.0)
+    assert time.monotonic() - began < 1.0

@@ -93,7 +93,7 @@ class Restarter:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.doc: Doc = {"services": {}}
-        self._doc_key: tuple[int, int, int] | None = None
+        self._doc_key: repository.FileKey | None = None
         self._holders: list[subprocess.Popen[bytes]] = []
         self._threads: set[threading.Thread] = set()
         self._paths: dict[str, bool] = {}
@@ -121,11 +121,11 @@ class Restarter:
     def read_doc(self) -> Doc:
         try:
             st = self.repo.path.stat()
-            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            key = repository.file_key(st)
         except FileNotFoundError:
             key = None
         if key is None or key != self._doc_key:
-            self.doc = self.repo.read()
+            self.doc = self.repo.read_shared(key)
             self._doc_key = key
             self._views.clear()
         return self.doc

@@ -121,6 +121,31 @@ def property_lookup(doc: Doc, fmri: Fmri, view: Pgs) -> methods.PropertyLookup:
     return lookup
 
 
+class Bell:
+    """Rung on every nudge (a holder writes one each time a contract file
+    changes), so method threads sleep until something happened instead of
+    polling contract files: sixteen threads polling were most of the
+    restarter's CPU in a boot storm. The polling stays, slowly, for a nudge
+    that never comes."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._rung = 0
+
+    def ring(self) -> None:
+        with self._cond:
+            self._rung += 1
+            self._cond.notify_all()
+
+    def mark(self) -> int:
+        """Take before looking, then wait(mark): a ring in between is not lost."""
+        return self._rung
+
+    def wait(self, mark: int, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._rung != mark, timeout)
+
+
 @attrs.define
 class Host:
     """What running a method needs from the restarter."""
@@ -131,6 +156,7 @@ class Host:
     base_env: dict[str, str]
     adopt_holder: Callable[[subprocess.Popen[bytes]], None]  # reap it later
     stopping: threading.Event
+    bell: Bell = attrs.field(factory=Bell)
 
 
 def record_start(inst: Instance) -> None:
@@ -195,7 +221,7 @@ class Runner:
 
     def run(self) -> Outcome:
         inst, mtype, host = self.inst, self.mtype, self.host
-        doc = host.repo.read()
+        doc = host.repo.read_shared()
         if repository.entity(doc, inst.fmri) is None:
             return Outcome.EFAULT
         view = startd_view(doc, inst.fmri)
@@ -301,7 +327,7 @@ class Runner:
 
     def resume_start(self, contract: Contract) -> Outcome:
         """Pick up a start method a previous restarter left running."""
-        doc = self.host.repo.read()
+        doc = self.host.repo.read_shared()
         if repository.entity(doc, self.inst.fmri) is None:
             return Outcome.EFAULT
         view = startd_view(doc, self.inst.fmri)
@@ -352,14 +378,18 @@ class Runner:
         return result
 
     def _wait_method_pid(self, contract: Contract, proc: subprocess.Popen[bytes]) -> int | None:
+        bell = self.host.bell
+        delay = 0.005
         while True:
+            mark = bell.mark()
             pid = contract.method_pid()
             if pid is not None:
                 return pid
             if proc.poll() is not None:
                 self.say("Could not start the method's contract holder.")
                 return None
-            time.sleep(0.005)
+            bell.wait(mark, delay)
+            delay = min(delay * 2, 0.1)
 
     def _wait_method(self, contract: Contract, timeout: float | None) -> tuple[int, bool]:
         """The method's wait status, killing its contract when the timeout fires
@@ -368,7 +398,9 @@ class Runner:
         fired = False
         next_kill = 0.0
         delay = 0.005
+        bell = self.host.bell
         while True:
+            mark = bell.mark()
             status = contract.method_status()
             if status is not None:
                 return status, fired
@@ -381,8 +413,10 @@ class Runner:
             if contract.is_empty() and contract.method_status() is None:
                 # The holder is gone without a word: the method is lost.
                 return int(signal.SIGKILL), fired  # as if killed: the holder was
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            if deadline is not None and now < deadline:
+                delay = min(delay, max(deadline - now, 0.001))
+            bell.wait(mark, delay)
+            delay = min(delay * 2, 0.5)
 
     def _assured_kill(
         self, result: Outcome, sp: config.StartdProps, timeout: float | None
@@ -397,7 +431,11 @@ class Runner:
         next_kill = 0.0
         fired = False
         times = 0
-        while not contract.is_empty():
+        bell = self.host.bell
+        while True:
+            mark = bell.mark()
+            if contract.is_empty():
+                break
             now = time.monotonic()
             if deadline is not None and now >= deadline and now >= next_kill:
                 fired = True
@@ -405,7 +443,7 @@ class Runner:
                 contract.kill(signal.SIGKILL)
                 next_kill = now + 1.0
             # Check often at first, then back off, as method.c does.
-            time.sleep(0.005 if times < 20 else 0.1)
+            bell.wait(mark, 0.005 if times < 20 else 0.1)
             times += 1
         return Outcome.EFAULT if fired else result
 

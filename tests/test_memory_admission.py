@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from support.host import VMBUNDLE
@@ -240,6 +241,37 @@ def test_a_killed_guest_leaves_its_charge_until_reconcile(host: ServiceHost) -> 
     assert out == "kill1: not running; its charge is released\n"
     assert ledger(host) == {}
     assert host.kstat("zfs:0:arcstats:c_max") == baseline
+
+
+def test_reconcile_with_the_ledger_in_step_reads_no_arc(host: ServiceHost, tmp_path: Path) -> None:
+    # The controller reconciles at every wake-up, sixteen times and more in a
+    # boot storm: with nothing to change it must not run kstat each time.
+    host.create("step1", "--ram", "1G")
+    host.vmbundle("set", "step1", "stop_timeout=1")
+    host.vmbundle("start", "step1", "--wait")
+    try:
+        log = tmp_path / "tools.jsonl"
+        env = {**host.env(), "DEVHOST_TOOL_LOG": str(log)}
+        done = subprocess.run(
+            [VMBUNDLE, "memory", "reconcile"], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "the ledger matches the guests running\n"
+
+        def ran() -> list[str]:
+            lines = log.read_text().splitlines() if log.exists() else []
+            return [json.loads(line)["tool"] for line in lines]
+
+        assert "kstat" not in ran() and "mdb" not in ran()
+        # The log works: a kstat run by hand is in it.
+        subprocess.run(
+            ["kstat", "-p", "zfs:0:arcstats:c_max"], env=env, check=True, capture_output=True
+        )
+        assert ran().count("kstat") == 1
+        assert ledger(host) == {"step1": charge(GiB)}
+    finally:
+        host.vmbundle("stop", "step1", "--wait")
+    assert ledger(host) == {}
 
 
 CONTROLLER = "svc:/system/vmbundle/controller:default"

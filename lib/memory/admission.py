@@ -141,9 +141,8 @@ def reserve(
     except arc_target.ArcNotSet as exc:
         _give_back(settings, arc_backend, guest)
         raise arc_target.ArcNotSet(f"{guest}: {exc}; nothing is reserved") from None
-    set_by = time.monotonic()
     say(decision.line(guest))
-    if decision.arc_max >= _size_since(arc_backend, state, set_by):
+    if decision.arc_max >= _size_since(arc_backend, state, epoch):
         return decision  # already small enough: no need to look again
     wait = float(settings.memory_shrink_timeout)
     if until is not None:
@@ -185,11 +184,10 @@ def resize(settings: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decis
     epoch, state, (decision, held, arc_max) = _change(settings, arc_backend, decide)
     try:
         arc_target.wait(settings.run_dir, arc_backend, epoch)
-        set_by = time.monotonic()
         if held is not None and amount == held.bytes:
             return decision
         say(decision.line(guest) if decision.admitted else f"{guest}: memory charge lowered")
-        if arc_max < _size_since(arc_backend, state, set_by):
+        if arc_max < _size_since(arc_backend, state, epoch):
             _wait_for_shrink(
                 settings, arc_backend, guest, arc_max, float(settings.memory_shrink_timeout), say
             )
@@ -207,12 +205,13 @@ def resize(settings: HostSettings, guest: str, cfg: VmConfig, say: Say) -> Decis
     return decision
 
 
-def _size_since(arc_backend: ArcBackend, state: ArcState, set_by: float) -> int:
-    """The ARC's size once its new maximum is set (by set_by, a monotonic time):
-    state's, read just before the change; or, with a shared view (whose reads may
-    be older), one read begun after set_by, shared by the starts asking at once."""
+def _size_since(arc_backend: ArcBackend, state: ArcState, epoch: int) -> int:
+    """The ARC's size once the maximum of epoch (or a newer one) is set: state's,
+    read just before the change; or, with a shared view (whose reads may be
+    older), one read begun once the ledger said so, shared by every start that
+    epoch covers."""
     if isinstance(arc_backend, SharedArcView):
-        return arc_backend.read_after(set_by).size
+        return arc_backend.read_applied(epoch).size
     return state.size
 
 
@@ -305,12 +304,28 @@ def _running_uncharged(settings: HostSettings, ledger: Ledger) -> dict[str, Char
     return found
 
 
+def _in_step(settings: HostSettings, ledger: Ledger) -> bool:
+    """Nothing for reconcile to change: every charge's guest runs and every
+    running guest is charged; or no charge, no baseline and nothing asked, the
+    state in which the kernel's own maximum stands."""
+    if ledger.charges:
+        return not ledger.stale(_guest_running(settings)) and not _running_uncharged(
+            settings, ledger
+        )
+    return ledger.baseline is None and ledger.settled and not _running_uncharged(settings, ledger)
+
+
 def reconcile(settings: HostSettings) -> tuple[list[str], list[str]]:
     """Settle the ledger against the guests really running: drop the charges of
     guests gone (killed, crashed, or whose stop never ran) and charge running
     guests the ledger lacks; (the guests released, the guests charged)."""
     arc_backend = backend(settings)
     if arc_backend is None:
+        return [], []
+    # The controller reconciles at every wake-up, a boot storm's state changes
+    # included: when the ledger already matches the guests running, say so
+    # without reading the ARC (a kstat process each time).
+    if _in_step(settings, memory_ledger.read(settings.run_dir)):
         return [], []
 
     def decide(mem: HostMemory, before: Ledger) -> tuple[Ledger, int, tuple[list[str], list[str]]]:

@@ -23,7 +23,7 @@ from vmbundle.memory.ledger import Fault
 
 # For the arithmetic of admissions (physical memory, the ARC's bounds), which
 # moves only when vmbundle moves it. The ARC's size moves by itself: whether a
-# start must wait for it is asked with read_after, never of an older view.
+# start must wait for it is asked with read_applied, never of an older view.
 MAX_AGE = 0.5
 
 Mark = tuple[int, int, Fault | None]
@@ -58,12 +58,14 @@ class SharedArcView:
                 return view[2]
             return self._read_now()
 
-    def read_after(self, since: float) -> ArcState:
-        """The ARC as read no earlier than since (a monotonic time): one read
-        serves every thread that asks while it runs and was asking for no later."""
+    def read_applied(self, epoch: int) -> ArcState:
+        """The ARC as read after the ledger recorded epoch, or a newer one, as
+        set in the kernel: one read serves every start that epoch covers. The
+        ledger's mark is read before the kstats, and an epoch is recorded only
+        once its setting is done, so such a read saw the new maximum."""
         with self._lock:
             view = self._view
-            if view is not None and view[0] >= since:
+            if view is not None and view[1][1] >= epoch:
                 return view[2]
             return self._read_now()
 

@@ -14,6 +14,7 @@ from vmbundle.qemu import qmp
 # Within the start method's SMF timeout (300 s, manifests/vm.xml), with room to
 # unwind; memory.shrink_timeout is at most 240 s, so the ARC's wait fits in it.
 BOOT_SECONDS = 270.0
+FAST_LOOK_SECONDS = 0.1
 
 
 class QemuDied(VmbundleError):
@@ -33,6 +34,7 @@ class NotRunningInTime(VmbundleError):
 def wait_running(proc: subprocess.Popen[bytes], run: RunPaths, name: str, until: float) -> None:
     """Return once QMP reports the guest running; raise when QEMU exits first,
     stops the guest with an internal error, or the deadline passes."""
+    began = time.monotonic()
     while time.monotonic() < until:
         if proc.poll() is not None:
             raise QemuDied(
@@ -52,5 +54,8 @@ def wait_running(proc: subprocess.Popen[bytes], run: RunPaths, name: str, until:
                     "(the accelerator could not run its code); "
                     'try accelerator = "tcg" in the [qemu] section of the host configuration'
                 )
-        time.sleep(0.001)  # QMP answers some 30 ms after exec: look often
+        # QMP answers some 30 ms after exec on an idle host: look often until
+        # then, and less often after, when the host is busy (a boot storm's
+        # sixteen methods looking every millisecond took CPU from the QEMUs).
+        time.sleep(0.001 if time.monotonic() - began < FAST_LOOK_SECONDS else 0.005)
     raise NotRunningInTime(f"{name}: QEMU did not report running in time")

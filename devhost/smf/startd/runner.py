@@ -124,9 +124,9 @@ def property_lookup(doc: Doc, fmri: Fmri, view: Pgs) -> methods.PropertyLookup:
 class Bell:
     """Rung on every nudge (a holder writes one each time a contract file
     changes), so method threads sleep until something happened instead of
-    polling contract files: sixteen threads polling were most of the
-    restarter's CPU in a boot storm. The polling stays, slowly, for a nudge
-    that never comes."""
+    polling contract files: in a boot storm's profile of the restarter, its
+    sixteen threads polling were the largest part. The polling stays, slowly,
+    for a nudge that never comes."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()

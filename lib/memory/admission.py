@@ -308,11 +308,9 @@ def _in_step(settings: HostSettings, ledger: Ledger) -> bool:
     """Nothing for reconcile to change: every charge's guest runs and every
     running guest is charged; or no charge, no baseline and nothing asked, the
     state in which the kernel's own maximum stands."""
-    if ledger.charges:
-        return not ledger.stale(_guest_running(settings)) and not _running_uncharged(
-            settings, ledger
-        )
-    return ledger.baseline is None and ledger.settled and not _running_uncharged(settings, ledger)
+    if ledger.stale(_guest_running(settings)) or _running_uncharged(settings, ledger):
+        return False
+    return bool(ledger.charges) or (ledger.baseline is None and ledger.settled)
 
 
 def reconcile(settings: HostSettings) -> tuple[list[str], list[str]]:

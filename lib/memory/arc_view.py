@@ -65,8 +65,10 @@ class SharedArcView:
         once its setting is done, so such a read saw the new maximum."""
         with self._lock:
             view = self._view
-            if view is not None and view[1][1] >= epoch:
-                return view[2]
+            if view is not None:
+                _, (_, applied, _), state = view
+                if applied >= epoch:
+                    return state
             return self._read_now()
 
     def _read_now(self) -> ArcState:

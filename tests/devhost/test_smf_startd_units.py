@@ -9,6 +9,7 @@ import string
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -285,17 +286,21 @@ def test_a_shared_read_is_the_document_written_until_another_writer_replaces_it(
     tmp_path: Path,
 ) -> None:
     ours, theirs = Repository(tmp_path), Repository(tmp_path)
-    ours.update(lambda doc: doc.setdefault("services", {}).setdefault("a", {}) == {})
+
+    def add(name: str) -> Callable[[Doc], bool]:
+        def change(doc: Doc) -> bool:
+            doc.setdefault("services", {})[name] = {}
+            return True
+
+        return change
+
+    ours.update(add("a"))
     shared = ours.read_shared()
     assert shared is ours.read_shared()  # not parsed again
     assert shared == ours.read()
     assert ours.read() is not shared  # a writer's read is its own copy
 
-    def other(doc: Doc) -> bool:
-        doc["services"]["b"] = {}
-        return True
-
-    theirs.update(other)
+    theirs.update(add("b"))
     seen = ours.read_shared()
     assert seen is not shared and set(seen["services"]) == {"a", "b"}
 

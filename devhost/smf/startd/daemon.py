@@ -23,13 +23,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from devhost.smf import contracts, notify
 from devhost.smf.startd import seed
 from devhost.smf.startd.restarter import Restarter
-from devhost.smf.startd.runner import Bell
 
 POLL_SECONDS = 1.0
 DAEMON_MODULE = "devhost.smf.startd.daemon"
@@ -143,9 +143,7 @@ def shutdown(state_dir: Path, timeout: float = 120) -> None:
 # --- the daemon itself ------------------------------------------------------------------------
 
 
-def _listen(
-    path: Path, wake: threading.Event, bell: Bell, log: logging.Logger
-) -> socket.socket | None:
+def _listen(path: Path, nudged: Callable[[], None], log: logging.Logger) -> socket.socket | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         notify.prepare(path)
@@ -162,8 +160,7 @@ def _listen(
                 sock.recv(64)
             except OSError:
                 return
-            wake.set()
-            bell.ring()
+            nudged()
 
     threading.Thread(target=read, name="nudges", daemon=True).start()
     return sock
@@ -223,7 +220,7 @@ def serve(state_dir: Path, ready_fd: int | None = None) -> int:
 
     if seed.seed(state_dir):
         log.info("seeded the standard services")
-    sock = _listen(notify.socket_path(state_dir), restarter.wake, restarter.host.bell, log)
+    sock = _listen(notify.socket_path(state_dir), restarter.nudged, log)
     done = passes(state_dir)
     restarter.tick()  # load every instance, adopting the contracts still running
     done += 1

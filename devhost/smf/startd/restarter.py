@@ -110,6 +110,12 @@ class Restarter:
 
     # --- plumbing ----------------------------------------------------------------------------
 
+    def nudged(self) -> None:
+        """A svc* command or a holder sent a nudge: the next pass runs now, and
+        method threads waiting on their contracts look again."""
+        self.wake.set()
+        self.host.bell.ring()
+
     def _adopt_holder(self, proc: subprocess.Popen[bytes]) -> None:
         with self.lock:
             self._holders.append(proc)

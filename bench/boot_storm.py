@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -90,8 +89,8 @@ from start_method import (
     summary,
 )
 from support.devhost import tear_down
+from tool_time import ToolLog, union_seconds
 
-from devhost import tools
 from devhost.smf import repository
 
 SERVICE = smf.VM_SERVICE.removeprefix("svc:/")  # its key in the repository
@@ -120,7 +119,7 @@ class Storm:
         self.displays: dict[str, int | None] = {}
         self.method_argv: dict[str, list[str]] = {}
         self.bare: list[subprocess.Popen[bytes]] = []
-        self.tool_log = state / "tool-log.jsonl"
+        self.tools = ToolLog(state)
         # CPU seconds by who spent them, one dict per timed window (cpu_account)
         self.cpu: dict[str, list[dict[str, float]]] = {"storm": [], "bare": []}
 
@@ -161,14 +160,6 @@ class Storm:
             )
             # A guest without an OS ignores the power button: the stop quits it after 1 s.
             self.bench.tool(VMBUNDLE, "set", name, "stop_timeout=1")
-
-    def log_tools(self, on: bool) -> None:
-        """The devhost's tools log their runs to self.tool_log while on."""
-        path_file = self.state / tools.LOG_PATH_FILE
-        if on:
-            path_file.write_text(f"{self.tool_log}\n")
-        else:
-            path_file.unlink(missing_ok=True)
 
     # -- states, straight from the repository -------------------------------------
 
@@ -384,36 +375,11 @@ class Storm:
 
     # -- the tools' time -----------------------------------------------------------
 
-    def tool_runs(self, window: tuple[float, float]) -> list[dict[str, Any]]:
-        """The logged tool runs that overlap window, clipped to it."""
-        start, end = window
-        out: list[dict[str, Any]] = []
-        try:
-            lines = self.tool_log.read_text().splitlines()
-        except FileNotFoundError:
-            return out
-        for line in lines:
-            entry = json.loads(line)
-            if entry["end"] > start and entry["start"] < end:
-                entry["start"], entry["end"] = max(entry["start"], start), min(entry["end"], end)
-                out.append(entry)
-        return out
-
-    def unlogged_ms(self, runs: int = 9) -> float:
-        """The median time of a tool run that its log line does not see (the interpreter's
-        start before the script's first line, its exit after main): exec to exit of
-        `svcprop -p config/bundle FMRI` less its logged duration, between the storms."""
-        gaps: list[float] = []
+    def unlogged_ms(self) -> float:
+        """What a tool run's log line does not see, for `svcprop -p config/bundle FMRI`
+        run between the storms."""
         argv = [self.bench.svc("svcprop"), "-p", smf.BUNDLE_PROPERTY, self.fmris[0]]
-        for _ in range(runs + 1):
-            start = time.perf_counter()
-            proc = subprocess.Popen(argv, env=self.bench.env(), stdout=subprocess.DEVNULL)
-            proc.wait()
-            ms = (time.perf_counter() - start) * 1000
-            logged = [e for e in self.tool_runs((0.0, float("inf"))) if e["pid"] == proc.pid]
-            if logged:
-                gaps.append(ms - (logged[-1]["end"] - logged[-1]["start"]) * 1000)
-        return statistics.median(gaps[1:] or gaps)
+        return self.tools.unlogged_ms(argv, self.bench.env())
 
     # -- clean-up ----------------------------------------------------------------
 
@@ -430,17 +396,6 @@ class Storm:
 
 
 # -- the report ------------------------------------------------------------------------
-
-
-def union_seconds(intervals: list[tuple[float, float]]) -> float:
-    total = 0.0
-    reach = float("-inf")
-    for start, end in sorted(intervals):
-        if end <= reach:
-            continue
-        total += end - max(start, reach)
-        reach = end
-    return total
 
 
 def tool_report(runs: list[dict[str, Any]], storm_ms: float, unlogged_ms: float) -> list[str]:
@@ -508,7 +463,7 @@ def measure(storm: Storm, runs: int, controller: bool) -> int:
         )
     bare_retried(storm)
 
-    storm.log_tools(True)
+    storm.tools.on(True)
     storm.cpu = {"storm": [], "bare": []}  # not the warm-up's
     times: dict[str, list[float]] = {"storm": [], "bare": [], "svcadm": []}
     windows: list[tuple[float, float]] = []
@@ -519,7 +474,7 @@ def measure(storm: Storm, runs: int, controller: bool) -> int:
         windows.append(window)
         times["bare"].append(bare_retried(storm))
     unlogged = storm.unlogged_ms()
-    storm.log_tools(False)
+    storm.tools.on(False)
 
     storm_ms = statistics.median(times["storm"])
     bare_ms = statistics.median(times["bare"])
@@ -542,10 +497,10 @@ def measure(storm: Storm, runs: int, controller: bool) -> int:
     # The median storm (the lower of the two middle ones for an even count).
     order = sorted(range(runs), key=lambda i: times["storm"][i])
     mid = order[(runs - 1) // 2]
-    tool_runs = storm.tool_runs(windows[mid])
+    tool_runs = storm.tools.runs(windows[mid])
     for line in tool_report(tool_runs, times["storm"][mid], unlogged):
         print(line)
-    busy = union_seconds([(e["start"] - unlogged / 1000, e["end"]) for e in tool_runs]) * 1000
+    busy = storm.tools.busy_ms(windows[mid], unlogged)
     rest = times["storm"][mid] - busy
     print(
         f"  on illumos, where these tools are C programs: the storm less the tools' busy time "

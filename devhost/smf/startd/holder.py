@@ -5,12 +5,13 @@ itself a child subreaper, forks the method the way svc.startd's exec_method does
 (`/bin/sh -c "exec <method>"`, stdin /dev/null, stdout and stderr appended to the
 instance log), and then reaps every process that ends below it until none is
 left. Standard library only: it must start fast and must not depend on the
-restarter, which it outlives.
+restarter, which it outlives. Sixteen of them start at once in a boot storm, so
+it imports only what it uses: no pathlib, contextlib or typing (a third of its
+start-up).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
@@ -18,8 +19,10 @@ import signal
 import socket
 import sys
 import time
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
 SMF_EXIT_ERR_CONFIG = 96
@@ -29,18 +32,22 @@ SMF_EXIT_ERR_CONFIG = 96
 _SHIELDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name("." + path.name)
+def _write_atomic(here: str, name: str, text: str) -> None:
+    tmp = os.path.join(here, "." + name)
     try:
-        tmp.write_text(text)
-        tmp.replace(path)
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, os.path.join(here, name))
     except OSError:
         pass  # the restarter let go of the contract and removed its directory
 
 
 def _nudge(sock_path: str) -> None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
-        s.sendto(b"c", sock_path)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"c", sock_path)
+    except OSError:
+        return  # none listens: the restarter finds the files when it next looks
 
 
 def startd_line(text: str) -> str:
@@ -49,8 +56,10 @@ def startd_line(text: str) -> str:
 
 
 def _log(fd: int, text: str) -> None:
-    with contextlib.suppress(OSError):
+    try:
         os.write(fd, startd_line(text).encode())
+    except OSError:
+        return  # no log to say it in; the method runs anyway
 
 
 def _exec_method(spec: dict[str, Any]) -> None:
@@ -93,8 +102,9 @@ def _exec_method(spec: dict[str, Any]) -> None:
 
 
 def main(contract_dir: str) -> int:
-    here = Path(contract_dir)
-    info = json.loads((here / "contract.json").read_text())
+    here = contract_dir
+    with open(os.path.join(here, "contract.json")) as f:
+        info = json.load(f)
     spec: dict[str, Any] = info["spec"]
     sock = spec.get("nudge", "")
 
@@ -107,11 +117,12 @@ def main(contract_dir: str) -> int:
     method_pid = os.fork()
     if method_pid == 0:
         _exec_method(spec)
-    _write_atomic(here / "method.pid", f"{method_pid}\n")
+    _write_atomic(here, "method.pid", f"{method_pid}\n")
     # Written only once the method is our child, so "no descendants" can never
     # be read while the method has not been forked yet.
-    starttime = (Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split())[19]
-    _write_atomic(here / "holder", f"{os.getpid()} {starttime}\n")
+    with open(f"/proc/{os.getpid()}/stat") as f:
+        starttime = f.read().rsplit(")", 1)[1].split()[19]
+    _write_atomic(here, "holder", f"{os.getpid()} {starttime}\n")
     _nudge(sock)
 
     events = 0
@@ -123,14 +134,14 @@ def main(contract_dir: str) -> int:
         except InterruptedError:
             continue
         if pid == method_pid:
-            _write_atomic(here / "method.status", f"{status}\n")
+            _write_atomic(here, "method.status", f"{status}\n")
             _nudge(sock)
         elif os.WIFSIGNALED(status):
             kind = "core" if os.WCOREDUMP(status) else "signal"
             events += 1
-            _write_atomic(here / f"event.{events}", f"{kind} {pid} {os.WTERMSIG(status)}\n")
+            _write_atomic(here, f"event.{events}", f"{kind} {pid} {os.WTERMSIG(status)}\n")
             _nudge(sock)
-    _write_atomic(here / "empty", "")
+    _write_atomic(here, "empty", "")
     _nudge(sock)
     return 0
 

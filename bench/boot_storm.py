@@ -169,7 +169,7 @@ class Storm:
         """Guest name -> its state ("online", or "offline->online" while one is due),
         read again only when the repository file has changed."""
         try:
-            seen = self.repo.path.stat().st_mtime_ns
+            seen = os.stat(self.repo.path).st_mtime_ns
         except FileNotFoundError:
             return self.repo_states
         if seen == self.repo_seen:

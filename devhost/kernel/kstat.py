@@ -17,11 +17,13 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from devhost.getopt import BAD, getopt
 from devhost.kernel import arc
+
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 PROG = "kstat"
 KSTAT_TYPE_NAMED = 1
@@ -83,7 +85,7 @@ class Options(NamedTuple):
 _CRTIME = {"arcstats": HrTime(41_208_337_150), "system_pages": HrTime(0)}
 
 
-def read_kstats(state_dir: Path, with_class: bool, now: float) -> list[Kstat]:
+def read_kstats(state_dir: StrPath, with_class: bool, now: float) -> list[Kstat]:
     kernel = arc.read(state_dir)
     snaptime = HrTime(int(kernel.uptime(now) * 1e9))
     tables: list[tuple[str, str, str, dict[str, int]]] = [
@@ -331,7 +333,7 @@ def _as_c_int(value: int) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def main(argv: Sequence[str], state_dir: Path) -> int:
+def main(argv: Sequence[str], state_dir: StrPath) -> int:
     parsed = parse_args(argv)
     if isinstance(parsed, int):
         return parsed

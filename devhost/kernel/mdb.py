@@ -24,11 +24,13 @@ import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from devhost.getopt import BAD, getopt
 from devhost.kernel import arc
+
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 PROG = "mdb"
 MASK64 = (1 << 64) - 1
@@ -222,7 +224,7 @@ class Evaluator:
 
 
 class Session:
-    def __init__(self, state_dir: Path, writable: bool) -> None:
+    def __init__(self, state_dir: StrPath, writable: bool) -> None:
         self.state_dir = state_dir
         self.writable = writable
         self.dot = 0
@@ -439,7 +441,7 @@ def _symbolic(kernel: arc.Kernel, addr: int) -> str:
 # --- the command --------------------------------------------------------------------
 
 
-def main(argv: Sequence[str], state_dir: Path) -> int:
+def main(argv: Sequence[str], state_dir: StrPath) -> int:
     parsed = getopt(PROG, argv, "e:fkmo:p:s:uwyACD:FI:KL:MOP:R:SUV:W")
     kernel_target = writable = False
     expr: str | None = None

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from devhost.getopt import getopt
 from devhost.smf import repository as repo
 from devhost.smf.repository import Doc, Pgs, Walked
+
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 PROG = "svcprop"
 
@@ -49,7 +51,7 @@ def quote_for_shell(value: str) -> str:
 
 
 class Svcprop:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: StrPath) -> None:
         self.repository = repo.Repository(state_dir)
         self.out: list[str] = []
         self.quiet = False
@@ -384,7 +386,7 @@ def _owner(match: Walked) -> str:
     return f"svc:/{match.service}"
 
 
-def main(argv: list[str], state_dir: Path) -> int:
+def main(argv: list[str], state_dir: StrPath) -> int:
     tool = Svcprop(state_dir)
     try:
         code = tool.run(argv)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from devhost.getopt import BAD, getopt
 from devhost.smf import repository as repo
@@ -30,6 +29,9 @@ from devhost.smf.svcs_common import (
     die,
     warn,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 USAGE = (
     "Usage: svcs [-aHpv] [-o col[,col ... ]] [-R restarter] [-sS col] [-Z | -z zone ]\n"
@@ -129,7 +131,7 @@ def short_time(seconds: int, now: float) -> str:
 
 
 class Lister:
-    def __init__(self, doc: Doc, state_dir: Path, verbose: bool) -> None:
+    def __init__(self, doc: Doc, state_dir: StrPath, verbose: bool) -> None:
         self.doc = doc
         self.state_dir = state_dir
         self.verbose = verbose
@@ -448,7 +450,7 @@ class Svcs(Run):
         return self.exit_status
 
 
-def main(argv: list[str], state_dir: Path) -> int:
+def main(argv: list[str], state_dir: StrPath) -> int:
     tool = Svcs(state_dir)
     try:
         code = tool.run(argv)

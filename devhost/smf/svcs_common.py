@@ -11,12 +11,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from devhost.smf import repository as repo
 from devhost.smf.fmri import STARTD_FMRI
 from devhost.smf.repository import Doc, Pgs
+
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 PROG = "svcs"
 MSG_BASE = "http://illumos.org/msg/"
@@ -200,7 +202,7 @@ class Run:
     """One run of svcs: what it prints and its exit status, and the walk over the
     instances its operands name that -l, -L and -d share."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: StrPath) -> None:
         self.state_dir = state_dir
         self.exit_status = 0
         self.out: list[str] = []

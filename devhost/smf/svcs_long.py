@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devhost.smf.repository import Doc
 from devhost.smf.svcs_common import Inst, Run, long_time, parse_time, type_is
 from devhost.smf.svcs_deps import dependency_groups, fmri_state
 
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
-def instance_pids(state_dir: Path, i: Inst) -> list[int]:
+
+def instance_pids(state_dir: StrPath, i: Inst) -> list[int]:
     """The processes in the instance's contract(s) (restarter/contract and
     restarter/transient_contract), as the restarter's contract emulation knows them."""
     group = i.direct.get("restarter")
@@ -31,7 +35,7 @@ def instance_pids(state_dir: Path, i: Inst) -> list[int]:
         return []
     pids: list[int] = []
     for ctid in ctids:
-        pids.extend(contracts.processes(state_dir, ctid))
+        pids.extend(contracts.processes(Path(state_dir), ctid))
     return pids
 
 
@@ -75,7 +79,7 @@ def detailed(
 
 
 def detail(
-    state_dir: Path, doc: Doc, i: Inst, processes: bool, verbose: bool, zone: str | None
+    state_dir: StrPath, doc: Doc, i: Inst, processes: bool, verbose: bool, zone: str | None
 ) -> str:
     lines = [f"{'fmri':<13}{i.fmri}\n"]
     name = i.common_name(i.running_or_current())

@@ -123,7 +123,7 @@ def test_read_without_a_booted_kernel_raises_kernel_missing(tmp_path: Path) -> N
 
 def test_kernel_json_is_readable_by_everyone_and_whole(tmp_path: Path) -> None:
     _boot(tmp_path)
-    path = arc.kernel_path(tmp_path)
+    path = Path(arc.kernel_path(tmp_path))
     assert path.stat().st_mode & 0o777 == 0o644
     assert json.loads(path.read_text())["pagesize"] == 4096
     assert not list(tmp_path.glob(".kernel.*"))  # no temporary left behind

@@ -204,8 +204,8 @@ class _Queued:
 
 
 _queue_lock = threading.Lock()  # guards _queued and _writers
-_queued: dict[Path, list[_Queued]] = {}
-_writers: dict[Path, threading.Lock] = {}
+_queued: dict[str, list[_Queued]] = {}
+_writers: dict[str, threading.Lock] = {}
 
 
 def _group_commit(repo: Repository, change: Change) -> None:

@@ -126,7 +126,7 @@ class Restarter:
 
     def read_doc(self) -> Doc:
         try:
-            st = self.repo.path.stat()
+            st = os.stat(self.repo.path)
             key = repository.file_key(st)
         except FileNotFoundError:
             key = None

@@ -91,7 +91,7 @@ from start_method import (
     summary,
 )
 from support.devhost import tear_down
-from tool_time import ToolLog, union_seconds
+from tool_time import ToolLog, busy_seconds
 
 from devhost.smf import repository
 
@@ -400,12 +400,14 @@ class Storm:
 # -- the report ------------------------------------------------------------------------
 
 
-def tool_report(runs: list[dict[str, Any]], storm_ms: float, unlogged_ms: float) -> list[str]:
+def tool_report(
+    runs: list[dict[str, Any]], since: float, storm_ms: float, unlogged_ms: float
+) -> list[str]:
     count = len(runs)
     inside = sum(e["end"] - e["start"] for e in runs)
     extra = unlogged_ms / 1000
-    busy = union_seconds([(e["start"], e["end"]) for e in runs])
-    busy_all = union_seconds([(e["start"] - extra, e["end"]) for e in runs])
+    busy = busy_seconds(runs, since, 0.0)
+    busy_all = busy_seconds(runs, since, unlogged_ms)
     lines = [
         f"  emulated tools in the median storm ({storm_ms / 1000:.1f} s): {count} runs, "
         f"{inside:.1f} s inside them (sum, from each script's first line to the end of "
@@ -509,9 +511,9 @@ def measure(storm: Storm, runs: int, controller: bool) -> int:
     order = sorted(range(runs), key=lambda i: times["storm"][i])
     mid = order[(runs - 1) // 2]
     tool_runs = storm.tools.runs(windows[mid])
-    for line in tool_report(tool_runs, times["storm"][mid], unlogged):
+    for line in tool_report(tool_runs, windows[mid][0], times["storm"][mid], unlogged):
         print(line)
-    busy = storm.tools.busy_ms(windows[mid], unlogged)
+    busy = busy_seconds(tool_runs, windows[mid][0], unlogged) * 1000
     rest = times["storm"][mid] - busy
     print(
         f"  on illumos, where these tools are C programs: the storm less the tools' busy time "

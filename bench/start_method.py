@@ -237,9 +237,9 @@ class Bench:
             return str(exc)
         return None
 
-    def handed_off(self) -> list[tuple[int, float]]:
-        """The method pid and the controller's ms of each of this guest's
-        start.handed_off lines in the controller's log."""
+    def handed_off(self) -> list[tuple[int, float | None]]:
+        """The method pid and the controller's ms (None if the line has none) of
+        each of this guest's start.handed_off lines in the controller's log."""
         try:
             lines = self.controller_log.read_text(errors="replace").splitlines()
         except FileNotFoundError:
@@ -257,7 +257,7 @@ class Bench:
                 and isinstance(entry.get("pid"), int)
             ):
                 ms = entry.get("ms")
-                pids.append((entry["pid"], float(ms) if isinstance(ms, (int, float)) else -1.0))
+                pids.append((entry["pid"], float(ms) if isinstance(ms, (int, float)) else None))
         return pids
 
     def disable_controller(self) -> None:
@@ -714,7 +714,7 @@ def measure(bench: Bench, runs: int) -> int:
     split(quick, quick_pid)
     unlogged = bench.unlogged_ms()
     illumos_estimate(bench, quick, windows1, unlogged, QUICK_TARGET_RATIO)
-    planned = [ms for pid, ms in handed if pid in pids1 and ms >= 0]
+    planned = [ms for pid, ms in handed if pid in pids1 and ms is not None]
     if planned:
         print(
             f"  of which the controller's plan (start.handed_off ms, request to answer): "

@@ -66,12 +66,17 @@ class ToolLog:
 
     def busy_ms(self, window: tuple[float, float], unlogged_ms: float) -> float:
         """The wall time in window during which some emulated tool ran."""
-        extra = unlogged_ms / 1000
-        runs = self.runs(window)
-        return union_seconds([(max(e["start"] - extra, window[0]), e["end"]) for e in runs]) * 1000
+        return busy_seconds(self.runs(window), window[0], unlogged_ms) * 1000
 
 
-def union_seconds(intervals: list[tuple[float, float]]) -> float:
+def busy_seconds(runs: list[dict[str, Any]], since: float, unlogged_ms: float) -> float:
+    """The union of runs' intervals (from runs(window), whose start is since), each
+    begun unlogged_ms earlier, but not before since."""
+    extra = unlogged_ms / 1000
+    return _union_seconds([(max(e["start"] - extra, since), e["end"]) for e in runs])
+
+
+def _union_seconds(intervals: list[tuple[float, float]]) -> float:
     total = 0.0
     reach = float("-inf")
     for start, end in sorted(intervals):

@@ -101,8 +101,8 @@ def _exec_method(spec: dict[str, Any]) -> None:
         os._exit(10)  # what exec_method exits with when exec itself fails
 
 
-def main(contract_dir: str) -> int:
-    here = contract_dir
+def main(here: str) -> int:
+    """here: the contract's directory."""
     with open(os.path.join(here, "contract.json")) as f:
         info = json.load(f)
     spec: dict[str, Any] = info["spec"]
